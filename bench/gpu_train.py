@@ -1,0 +1,48 @@
+"""Train and evaluate one prepared avatar on a GPU within a wall-clock budget, and time it.
+
+    python bench/gpu_train.py AVATARS_ROOT NAME BUDGET_SECONDS [OUT_DIR]
+
+A short probe measures the step time, then the iteration count is chosen so that training fits the budget
+(the stage schedule depends on the total, so it must be known up front). Evaluation runs without MediaPipe
+and PyAV (not on the GPU machine): it renders and times the held-out frames; LMD and the side-by-side video
+are finished on a CPU machine with `being eval NAME --no-fps`, which reuses the cached renders."""
+import json, shutil, sys, time
+from pathlib import Path
+import torch
+from being_nb.core import AvatarDir
+from being_nb.train import Trainer, TrainConfig
+from being_nb.evaluate import evaluate
+
+def seconds_per_step(avatar, steps=120) -> float:
+    "Median-ish step time over the motion-field stage (the costliest), measured on a throwaway trainer."
+    cfg = TrainConfig.for_device("cuda", iterations=10 * steps, stages=(0.0, 1.0, 0.0, 0.0), checkpoint_every=10**9)
+    t = Trainer(avatar, cfg, "cuda")
+    for _ in range(20): t.train_step()                  # warm-up: kernels, caches
+    torch.cuda.synchronize(); t0 = time.perf_counter()
+    for _ in range(steps): t.train_step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+if __name__ == "__main__":
+    root, name, budget = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+    out = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+    avatar = AvatarDir(name, root)
+    step_s = seconds_per_step(avatar)
+    shutil.rmtree(avatar.model_dir, ignore_errors=True)
+    iterations = int(budget / (1.15 * step_s)) // 100 * 100
+    print(f"probe: {1000 * step_s:.1f} ms/step -> {iterations} iterations for {budget:.0f} s", flush=True)
+    cfg = TrainConfig.for_device("cuda", iterations=iterations, checkpoint_every=max(500, iterations // 4))
+    t0 = time.time()
+    trainer = Trainer(avatar, cfg, "cuda")
+    last = trainer.run()
+    train_s = time.time() - t0
+    metrics = evaluate(name, root=root, device="cuda", lip=False, video=False)
+    report = {"avatar": name, "gpu": torch.cuda.get_device_name(), "iterations": iterations,
+              "train_seconds": round(train_s, 1), "ms_per_step": round(1000 * train_s / iterations, 2),
+              "last_step": last, "metrics": metrics, "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    print(json.dumps(report, indent=1))
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}_report.json").write_text(json.dumps(report, indent=1))
+        for f in ("model.pt", "eval_renders.npz", "metrics.json", "metrics.jsonl", "config.json"):
+            shutil.copy(avatar.model_dir / f, out / f"{name}_{f}")
