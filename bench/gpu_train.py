@@ -1,14 +1,18 @@
 """Train and evaluate one prepared avatar on a GPU within a wall-clock budget, and time it.
 
-    python bench/gpu_train.py AVATARS_ROOT NAME BUDGET_SECONDS [OUT_DIR]
+    python bench/gpu_train.py AVATARS_ROOT NAME BUDGET_SECONDS [OUT_DIR]   # train + evaluate on the GPU
+    python bench/gpu_train.py --eval AVATARS_ROOT NAME OUT_DIR               # evaluate a trained model on the GPU
+    python bench/gpu_train.py --unpack OUT_DIR/NAME_renders.npz AVATAR_DIR  # here: reuse the GPU's renders
 
 A short probe measures the step time, then the iteration count is chosen so that training fits the budget
 (the stage schedule depends on the total, so it must be known up front). Evaluation runs without MediaPipe
 and PyAV (not on the GPU machine): it renders and times the held-out frames; LMD and the side-by-side video
 are finished on a CPU machine with `being eval NAME --no-fps`, which reuses the cached renders."""
-import json, shutil, sys, time
+import io, json, shutil, sys, time
 from pathlib import Path
+import numpy as np
 import torch
+from PIL import Image
 from being_nb.core import AvatarDir
 from being_nb.train import Trainer, TrainConfig
 from being_nb.evaluate import evaluate
@@ -23,7 +27,37 @@ def seconds_per_step(avatar, steps=120) -> float:
     torch.cuda.synchronize()
     return (time.perf_counter() - t0) / steps
 
-if __name__ == "__main__":
+def pack_renders(avatar, path: Path):
+    "The cached held-out renders as quality-100 JPEGs (the raw cache is too large to fetch from the GPU machine)."
+    with np.load(avatar.model_dir / "eval_renders.npz") as z:
+        arrays = {"checkpoint": z["checkpoint"]}
+        for method in ("model", "silent"):
+            blobs = []
+            for img in z[method]:
+                buf = io.BytesIO(); Image.fromarray(img).save(buf, format="JPEG", quality=100); blobs.append(buf.getvalue())
+            arrays[method] = np.frombuffer(b"".join(blobs), np.uint8)
+            arrays[method + "_offsets"] = np.cumsum([0] + [len(b) for b in blobs])
+    np.savez(path, **arrays)
+
+def unpack_renders(path: Path, avatar):
+    "Rebuild model/eval_renders.npz from `pack_renders` output, so `being eval --no-fps` reuses the GPU renders."
+    with np.load(path) as z:
+        out = {"checkpoint": z["checkpoint"]}
+        for method in ("model", "silent"):
+            data, offsets = z[method].tobytes(), z[method + "_offsets"]
+            out[method] = np.stack([np.asarray(Image.open(io.BytesIO(data[a:b]))) for a, b in zip(offsets[:-1], offsets[1:])])
+    np.savez_compressed(avatar.model_dir / "eval_renders.npz", **out)
+
+if __name__ == "__main__" and sys.argv[1] == "--unpack":
+    unpack_renders(Path(sys.argv[2]), AvatarDir.from_path(sys.argv[3]))
+elif __name__ == "__main__" and sys.argv[1] == "--eval":          # evaluate an already trained model
+    root, name, out = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    metrics = evaluate(name, root=root, device="cuda", lip=False, video=False)
+    print(json.dumps(metrics, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=1))
+    pack_renders(AvatarDir(name, root), out / f"{name}_renders.npz")
+elif __name__ == "__main__":
     root, name, budget = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
     out = Path(sys.argv[4]) if len(sys.argv) > 4 else None
     avatar = AvatarDir(name, root)
@@ -44,5 +78,6 @@ if __name__ == "__main__":
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}_report.json").write_text(json.dumps(report, indent=1))
-        for f in ("model.pt", "eval_renders.npz", "metrics.json", "metrics.jsonl", "config.json"):
+        for f in ("model.pt", "metrics.json", "metrics.jsonl", "config.json"):
             shutil.copy(avatar.model_dir / f, out / f"{name}_{f}")
+        pack_renders(avatar, out / f"{name}_renders.npz")

@@ -1,0 +1,48 @@
+"""`being train` and `being eval` as a user runs them: a tiny CPU avatar, Ctrl-C saves a checkpoint, --resume
+finishes the run, eval writes metrics and a video."""
+import json, shutil, signal, subprocess, time
+from pathlib import Path
+import pytest
+from being_nb.prepare import prepare
+from being_nb.sample import sample_clip
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("avatars")
+    prepare(sample_clip().path, "s", root=root, size=96, audio_encoder="mel")
+    return root
+
+def being(*args, **kw):
+    return [shutil.which("being"), *args]
+
+def test_interrupt_saves_and_resume_finishes(root):
+    cmd = being("train", "s", "--root", str(root), "--device", "cpu", "--iterations", "120", "--size", "32", "--quiet")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = root/"s"/"model"/"metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 2): time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    import torch
+    stopped = torch.load(root/"s"/"model"/"latest.pt", weights_only=False)["step"]
+    assert 20 <= stopped < 120
+    r = subprocess.run(being("train", "s", "--root", str(root), "--device", "cpu", "--resume", "--quiet"),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "step 120" in r.stdout
+    steps = [json.loads(l)["step"] for l in log.read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 120 and len(steps) == len(set(steps))   # log continues, no repeats
+    assert (root/"s"/"model"/"export.ply").stat().st_size > 1000
+
+def test_eval_writes_metrics_and_video(root):
+    r = subprocess.run(being("eval", "s", "--root", str(root), "--device", "cpu"), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((root/"s"/"model"/"metrics.json").read_text())
+    for method in ("model", "silent", "nearest_neighbour"):
+        assert m[method]["psnr"] > 10 and m[method]["lmd"] is not None
+    assert (root/"s"/"model"/"eval.mp4").stat().st_size > 1000
+
+def test_eval_without_a_model_is_a_clear_error(tmp_path):
+    r = subprocess.run(being("eval", "nobody", "--root", str(tmp_path), "--device", "cpu"), capture_output=True, text=True)
+    assert r.returncode == 2 and "no trained model" in r.stderr and "being train nobody" in r.stderr
