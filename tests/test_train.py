@@ -46,3 +46,24 @@ def test_eval_writes_metrics_and_video(root):
 def test_eval_without_a_model_is_a_clear_error(tmp_path):
     r = subprocess.run(being("eval", "nobody", "--root", str(tmp_path), "--device", "cpu"), capture_output=True, text=True)
     assert r.returncode == 2 and "no trained model" in r.stderr and "being train nobody" in r.stderr
+
+def test_generate_and_speak(root, tmp_path):
+    import av
+    from being_nb.media import probe, write_wav
+    from being_nb.tts import synthesize
+    from being_nb.inference import PROVENANCE
+    speech = tmp_path/"speech.wav"
+    write_wav(speech, synthesize("Good morning, and welcome.").audio)
+    out = tmp_path/"generated.mp4"
+    r = subprocess.run(being("generate", "s", "--root", str(root), "--device", "cpu", "--audio", str(speech),
+                             "--output", str(out)), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info, src = probe(out), probe(speech)
+    assert abs(info.frame_count() - src.audio_duration*25) <= 1 and info.has_audio
+    with av.open(str(out)) as c: assert c.metadata.get("comment") == PROVENANCE
+    r = subprocess.run(being("speak", "s", "--root", str(root), "--device", "cpu", "--text", "Hello.", "--output",
+                             str(tmp_path/"spoken.mp4")), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and probe(tmp_path/"spoken.mp4").frame_count() > 10, r.stderr[-2000:]
+    r = subprocess.run(being("generate", "s", "--root", str(root), "--device", "cpu", "--audio", str(tmp_path/"none.wav"),
+                             "--output", str(tmp_path/"x.mp4")), capture_output=True, text=True)
+    assert r.returncode == 2 and "none.wav: file not found" in r.stderr
