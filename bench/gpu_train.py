@@ -60,6 +60,7 @@ elif __name__ == "__main__" and sys.argv[1] == "--eval":          # evaluate an 
 elif __name__ == "__main__":
     root, name, budget = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
     out = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+    features = sys.argv[5] if len(sys.argv) > 5 else None        # which features/<name>.npy (default: the pretrained encoder's)
     avatar = AvatarDir(name, root)
     step_s = seconds_per_step(avatar)
     shutil.rmtree(avatar.model_dir, ignore_errors=True)
@@ -67,7 +68,7 @@ elif __name__ == "__main__":
     print(f"probe: {1000 * step_s:.1f} ms/step -> {iterations} iterations for {budget:.0f} s", flush=True)
     cfg = TrainConfig.for_device("cuda", iterations=iterations, checkpoint_every=max(500, iterations // 4))
     t0 = time.time()
-    trainer = Trainer(avatar, cfg, "cuda")
+    trainer = Trainer(avatar, cfg, "cuda", encoder=features)
     last = trainer.run()
     train_s = time.time() - t0
     metrics = evaluate(name, root=root, device="cuda", lip=False, video=False)
@@ -78,6 +79,8 @@ elif __name__ == "__main__":
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}_report.json").write_text(json.dumps(report, indent=1))
+        pack_renders(avatar, out / f"{name}_renders.npz")                 # finish `being eval` (lip metrics) on the CPU
+        for f in ("model.pt", "config.json"): shutil.copyfile(avatar.model_dir / f, out / f"{name}_{f}")
         for f in ("model.pt", "metrics.json", "metrics.jsonl", "config.json"):
             shutil.copy(avatar.model_dir / f, out / f"{name}_{f}")
         pack_renders(avatar, out / f"{name}_renders.npz")

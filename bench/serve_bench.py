@@ -1,0 +1,164 @@
+"""Inference and streaming speed of a trained avatar: render-only FPS (one frame per call and batched), end-to-end
+FPS (audio -> features -> frames -> JPEG), streaming latency over loopback WebSocket, and how many concurrent
+sessions keep 25 fps.
+
+    python bench/serve_bench.py ROOT NAME OUT.json [--device cuda] [--sessions 1,4,8,16] [--seconds 8]
+
+The server runs in a subprocess (`being_nb.serve.serve`), the clients are threads of this process: each streams
+the avatar's own audio in 20 ms chunks paced in real time and acks every frame. Latency of a speaking frame =
+when it arrived - when the chunk holding the sample at its presentation time was sent."""
+import argparse, json, os, platform, re, subprocess, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+import numpy as np
+import torch
+
+from being_nb.inference import Engine
+from being_nb.serve import SPEAKING, encode_jpeg, pack_audio, parse_frame
+
+def sync(device):
+    if torch.device(device).type == "cuda": torch.cuda.synchronize()
+
+def timed(fn, device, seconds=2.0):
+    "Calls per second of `fn` over about `seconds` (after two warm-up calls)."
+    fn(); fn(); sync(device)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds: fn(); n += 1
+    sync(device)
+    return n/(time.perf_counter() - t0)
+
+def speech(engine, seconds):
+    import wave
+    with wave.open(str(engine.avatar.audio)) as w:         # the avatar's 16 kHz mono wav (no PyAV on a GPU server)
+        audio = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32)/32768
+    reps = int(np.ceil(seconds*16000/len(audio)))
+    return np.tile(audio, reps)[:int(seconds*16000)]
+
+def render_only(engine, batches):
+    audio = speech(engine, 8)
+    features = engine.features(audio)
+    n = len(audio)//640
+    out = {}
+    for b in batches:
+        inputs = engine.inputs(features, range(b), n)
+        out[b] = round(b*timed(lambda: engine.render(range(b), inputs), engine.device), 1)
+    one = engine.inputs(features, [0], n)
+    m, d = engine.model, engine.data
+    k = int(engine.replay[0])
+    bg = engine.backgrounds[0].float()/255
+    out["per_frame_render"] = round(timed(lambda: m.render(d.w2c[k], d.K, d.size, bg, one, d.expression[[k]]), engine.device), 1)
+    a = engine.render(range(8), engine.inputs(features, range(8), n)).int()
+    b = torch.cat([engine.render([j], engine.inputs(features, [j], n)) for j in range(8)]).int()
+    out["batched_vs_single_max_diff"] = int((a - b).abs().max())
+    return out
+
+def end_to_end(engine, seconds=10.0, quality=85):
+    "Audio -> features -> batched frames -> JPEG, the JPEGs encoded by a thread pool while the GPU renders."
+    audio = speech(engine, seconds)
+    pool = ThreadPoolExecutor(min(8, os.cpu_count()))
+    list(engine.frames(audio[:16000]))
+    t0 = time.perf_counter()
+    futures = [pool.submit(encode_jpeg, f, quality) for f in engine.frames(audio)]
+    sizes = [len(f.result()) for f in futures]
+    wall = time.perf_counter() - t0
+    return {"frames": len(sizes), "fps": round(len(sizes)/wall, 1), "jpeg_kib": round(np.mean(sizes)/1024, 1)}
+
+class Client(threading.Thread):
+    "Streams `audio` in real time to /ws/NAME, acks every frame, records latencies."
+    def __init__(self, url, audio, chunk=320):
+        super().__init__(daemon=True)
+        self.url, self.audio, self.chunk = url, audio, chunk
+        self.sent_at, self.frames, self.error, self.ended = {}, [], None, threading.Event()
+
+    def receive(self, ws):
+        try:
+            while True:
+                m = ws.recv(timeout=30)
+                now = time.perf_counter()
+                if isinstance(m, str):
+                    if json.loads(m)["type"] == "ended": self.ended.set()
+                    continue
+                f = parse_frame(m)
+                ws.send(json.dumps({"type": "ack", "seq": f["seq"]}))
+                self.frames.append((now, f["pts"], f["flags"]))
+        except Exception as e:
+            if not self.ended.is_set(): self.error = repr(e)
+
+    def run(self):
+        from websockets.sync.client import connect
+        try:
+            with connect(self.url, open_timeout=60, compression=None) as ws:
+                ws.send(json.dumps({"type": "hello", "v": 1, "sample_rate": 16000, "fps": 25, "format": "pcm_s16le"}))
+                self.ready = json.loads(ws.recv(timeout=120))
+                rx = threading.Thread(target=self.receive, args=(ws,), daemon=True); rx.start()
+                time.sleep(0.5)
+                t0 = time.perf_counter()
+                for k, i in enumerate(range(0, len(self.audio), self.chunk)):
+                    delay = t0 + i/16000 - time.perf_counter()
+                    if delay > 0: time.sleep(delay)
+                    self.sent_at[i] = time.perf_counter()
+                    ws.send(pack_audio(self.audio[i:i + self.chunk], k, i))
+                ws.send(json.dumps({"type": "end"}))
+                self.ended.wait(30)
+        except Exception as e: self.error = repr(e)
+
+    def stats(self):
+        speaking = [(t, p) for t, p, fl in self.frames if fl == SPEAKING]
+        lat = [1000*(t - self.sent_at[p - p % self.chunk]) for t, p in speaking if (p - p % self.chunk) in self.sent_at]
+        span = len(self.audio)/16000
+        return {"speaking_frames": len(speaking), "expected": round(span*25), "lat": lat, "error": self.error}
+
+def start_server(root, device, max_sessions):
+    code = (f"from being_nb.serve import serve; serve({str(root)!r}, '127.0.0.1', 0, device={device!r}, "
+            f"max_sessions={max_sessions})")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    port = int(re.search(r":(\d+)/", line).group(1))
+    return proc, port
+
+def streaming(root, name, device, counts, seconds, audio):
+    proc, port = start_server(root, device, max(counts) + 1)
+    results = []
+    try:
+        for n in counts:
+            clients = [Client(f"ws://127.0.0.1:{port}/ws/{name}", audio[:int(seconds*16000)]) for _ in range(n)]
+            for c in clients: c.start(); time.sleep(0.02)
+            for c in clients: c.join(seconds + 120)
+            st = [c.stats() for c in clients]
+            lat = np.concatenate([s["lat"] for s in st]) if any(len(s["lat"]) for s in st) else np.array([np.nan])
+            # frames per second of audio each client got: all of them at 25 fps means the server kept up
+            fps = [25*s["speaking_frames"]/max(1, s["expected"]) for s in st]
+            row = {"sessions": n, "min_client_fps": round(min(fps), 2), "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
+                   "latency_ms_p95": round(float(np.percentile(lat, 95)), 1), "errors": [s["error"] for s in st if s["error"]][:3],
+                   "lookahead_ms": clients[0].ready.get("lookahead_ms") if hasattr(clients[0], "ready") else None}
+            print(json.dumps(row), flush=True)
+            results.append(row)
+            if row["min_client_fps"] < 20 or row["latency_ms_p95"] > 2000: break
+    finally:
+        proc.terminate(); proc.wait(30)
+    return results
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("root"); ap.add_argument("name"); ap.add_argument("out")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--sessions", default="1,4,8,16,24,32")
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--batches", default="1,4,8,16,32")
+    args = ap.parse_args()
+    engine = Engine(args.name, args.root, args.device)
+    machine = torch.cuda.get_device_name() if engine.device.type == "cuda" else f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
+    report = {"avatar": args.name, "device": machine, "size": engine.size, "timing": vars(engine.timing) if hasattr(engine.timing, "__dict__") else str(engine.timing),
+              "gaussians": len(engine.model.head["means"]) + len(engine.model.mouth["means"]),
+              "features": engine.model.config.features, "torch": torch.__version__}
+    report["render_only_fps"] = render_only(engine, [int(b) for b in args.batches.split(",")])
+    print(json.dumps(report, indent=1), flush=True)
+    report["end_to_end"] = end_to_end(engine)
+    print(json.dumps(report["end_to_end"]), flush=True)
+    audio = speech(engine, args.seconds)
+    del engine
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    report["streaming"] = streaming(args.root, args.name, args.device, [int(n) for n in args.sessions.split(",")], args.seconds, audio)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
