@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from being_nb.inference import Engine
-from being_nb.serve import SPEAKING, encode_jpeg, pack_audio, parse_frame
+from being_nb.media import encode_jpeg
+from being_nb.serve import SPEAKING, pack_audio, parse_frame
 
 def sync(device):
     if torch.device(device).type == "cuda": torch.cuda.synchronize()
