@@ -17,10 +17,10 @@ from .core import FPS, SAMPLE_RATE
 from .audio import HOP, frame_windows
 
 # %% auto #0
-__all__ = ['WINDOW', 'NEIGHBOURS', 'FRAME_SAMPLES', 'CENTRED', 'STREAMING', 'EXPRESSION_BLENDSHAPES', 'neighbour_windows',
-           'AudioTiming', 'pick_expression', 'bounds_of', 'TriPlane', 'WindowEncoder', 'AudioAttention', 'AudioEncoder',
-           'Offsets', 'quat_multiply', 'rotation_offset', 'deform', 'FacePoints', 'FaceMotion', 'lip_motion',
-           'MouthMotion', 'PointFeatures', 'MotionField', 'motion_penalties']
+__all__ = ['WINDOW', 'NEIGHBOURS', 'FRAME_SAMPLES', 'CENTRED', 'STREAMING', 'EXPRESSION_BLENDSHAPES', 'ATTENTION_PRIOR',
+           'neighbour_windows', 'AudioTiming', 'pick_expression', 'bounds_of', 'TriPlane', 'WindowEncoder',
+           'AudioAttention', 'AudioEncoder', 'Offsets', 'quat_multiply', 'rotation_offset', 'deform', 'FacePoints',
+           'FaceMotion', 'lip_motion', 'MouthMotion', 'PointFeatures', 'MotionField', 'motion_penalties']
 
 # %% ../nbs/22_motion.ipynb #da9b274e
 WINDOW = 16            # feature frames per video frame's audio window
@@ -75,6 +75,11 @@ class AudioTiming:
         "How many leading frames are final when `n_features` feature frames of a longer stream are known."
         # frame i reads feature frames up to 2*(i + neighbours_ahead) + window_ahead - 1
         return max(0, (n_features - self.window_ahead)//2 - self.neighbours_ahead + 1)
+
+    @property
+    def own_neighbour(self) -> int:
+        "Where the frame's own window sits among its 2*NEIGHBOURS + 1 neighbour windows."
+        return 2*NEIGHBOURS - self.neighbours_ahead
 
 CENTRED = AudioTiming(8, 4)
 STREAMING = AudioTiming(4, 0)
@@ -146,15 +151,18 @@ class WindowEncoder(nn.Module):
     def forward(self, windows:torch.Tensor) -> torch.Tensor:   # [M, 16, D] -> [M, out_dim]
         return self.out(self.convs(windows.transpose(1, 2))[..., 0])
 
+ATTENTION_PRIOR = 1.5     # initial position bias: -ATTENTION_PRIOR per frame away from the frame's own window
+
 class AudioAttention(nn.Module):
     "Softmax weights over the codes of neighbouring frames, and their weighted sum."
-    def __init__(self, code_dim:int=32, neighbours:int=2*NEIGHBOURS + 1):
+    def __init__(self, code_dim:int=32, neighbours:int=2*NEIGHBOURS + 1,
+                 own:int=NEIGHBOURS):      # index of the frame's own window (`AudioTiming.own_neighbour`)
         super().__init__()
         self.score = nn.Sequential(
             nn.Conv1d(code_dim, 16, 3, padding=1), nn.LeakyReLU(0.02),
             nn.Conv1d(16, 8, 3, padding=1), nn.LeakyReLU(0.02),
             nn.Conv1d(8, 1, 3, padding=1))
-        self.position_bias = nn.Parameter(torch.zeros(neighbours))
+        self.position_bias = nn.Parameter(-ATTENTION_PRIOR*(torch.arange(neighbours) - own).abs().float())
 
     def forward(self, codes:torch.Tensor):     # [B, K, code_dim] -> ([B, code_dim], weights [B, K])
         weights = torch.softmax(self.score(codes.transpose(1, 2))[:, 0] + self.position_bias, -1)
@@ -163,10 +171,11 @@ class AudioAttention(nn.Module):
 class AudioEncoder(nn.Module):
     "Audio windows of a frame and its neighbours [B, 9, 16, D] -> one code per frame [B, out_dim]."
     def __init__(self, feature_dim:int,      # D: 80 for log-mel, 384 for Whisper-tiny
-                 out_dim:int=32):            # size of the audio code
+                 out_dim:int=32,             # size of the audio code
+                 own:int=NEIGHBOURS):        # index of the frame's own window among the 9
         super().__init__()
         self.window = WindowEncoder(feature_dim, out_dim)
-        self.attention = AudioAttention(out_dim)
+        self.attention = AudioAttention(out_dim, own=own)
         self.out_dim = out_dim
 
     def forward(self, windows:torch.Tensor):    # [B, 9, 16, D] -> (code [B, out_dim], attention [B, 9])
@@ -302,9 +311,10 @@ class MotionField(nn.Module):
                  mouth_bounds=None,                 # [2, 3] box around the mouth Gaussians; None: `face_bounds`
                  expression_dim:int=len(EXPRESSION_BLENDSHAPES),
                  code_dim:int=32,                   # size of the audio code
-                 hidden:int=64):                    # width of the per-point networks
+                 hidden:int=64,                     # width of the per-point networks
+                 own_neighbour:int=NEIGHBOURS):     # the frame's own window among the 9 (`AudioTiming.own_neighbour`)
         super().__init__()
-        self.audio = AudioEncoder(feature_dim, code_dim)
+        self.audio = AudioEncoder(feature_dim, code_dim, own_neighbour)
         self.face = FaceMotion(face_bounds, code_dim, expression_dim, hidden)
         self.mouth = MouthMotion(face_bounds if mouth_bounds is None else mouth_bounds, code_dim, hidden)
 

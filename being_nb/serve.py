@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from fastcore.basics import patch_to
+from websockets.exceptions import ConnectionClosed
 
 from .core import FPS, SAMPLE_RATE, BeingError, avatars_root, check_avatar_name
 from .media import encode_jpeg
@@ -31,8 +32,8 @@ from .motion import FRAME_SAMPLES, NEIGHBOURS, WINDOW
 # %% auto #0
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
            'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'CLIENT_HTML', 'ProtocolError', 'pack_audio', 'parse_audio',
-           'pack_frame', 'parse_frame', 'parse_text', 'FrameRenderer', 'Outbox', 'Utterance', 'Session',
-           'trained_avatars', 'LoadedAvatar', 'AvatarServer', 'running_server', 'serve']
+           'pack_frame', 'parse_frame', 'parse_text', 'Outbox', 'SpeechState', 'FrameJob', 'TextJob', 'AvatarWorker',
+           'Utterance', 'Session', 'trained_avatars', 'LoadedAvatar', 'AvatarServer', 'running_server', 'serve']
 
 # %% ../nbs/31_serve.ipynb #8f93466f
 PROTOCOL_VERSION = 1
@@ -85,57 +86,6 @@ def parse_text(text:str) -> dict:
         raise ProtocolError("bad-json", "a text message must be a JSON object with a string 'type'")
     return message
 
-# %% ../nbs/31_serve.ipynb #f5c92f0e
-def _settle(future:asyncio.Future, result):
-    if future.done(): return
-    if isinstance(result, BaseException): future.set_exception(result)
-    else: future.set_result(result)
-
-class FrameRenderer:
-    "Renders one avatar's frames for all its sessions, batched, on a thread of its own."
-    def __init__(self, engine):
-        self.engine = engine
-        self.requests = queue.SimpleQueue()
-        self.frames_rendered = 0
-        self.thread = threading.Thread(target=self._work, name=f"render-{engine.avatar.name}", daemon=True)
-        self.thread.start()
-
-    def submit(self, steps:list, inputs:np.ndarray) -> asyncio.Future:
-        "uint8 frames [B, H, W, 3] for output frame counters `steps` and motion inputs [B, 9, 16, D] (a future)."
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.requests.put((list(steps), inputs, future, loop))
-        return future
-
-    def _next_batch(self) -> list|None:
-        first = self.requests.get()
-        if first is None: return None
-        jobs, n = [first], len(first[0])
-        while n < self.engine.batch:
-            try: job = self.requests.get_nowait()
-            except queue.Empty: break
-            if job is None: self.requests.put(None); break
-            jobs.append(job); n += len(job[0])
-        return jobs
-
-    def _work(self):
-        import torch
-        while (jobs := self._next_batch()) is not None:
-            try:
-                steps = [s for job in jobs for s in job[0]]
-                inputs = torch.from_numpy(np.concatenate([job[1] for job in jobs])).to(self.engine.device)
-                frames = self.engine.render(steps, inputs).cpu().numpy()
-                self.frames_rendered += len(frames)
-                cuts = np.cumsum([len(job[0]) for job in jobs])[:-1]
-                results = np.split(frames, cuts)
-            except Exception as e: results = [e]*len(jobs)
-            for (_, _, future, loop), result in zip(jobs, results):
-                if not loop.is_closed(): loop.call_soon_threadsafe(_settle, future, result)
-
-    def close(self):
-        self.requests.put(None)
-        self.thread.join(timeout=5)
-
 # %% ../nbs/31_serve.ipynb #655c779a
 class Outbox:
     "Messages waiting for one client: frames (at most `max_unacked` in flight, the rest cut to the newest) and texts."
@@ -185,112 +135,255 @@ class Outbox:
             message = bytearray(message); struct.pack_into("<I", message, FRAME_SEQ_OFFSET, self.sent)
         return message
 
-# %% ../nbs/31_serve.ipynb #93afaf0f
+# %% ../nbs/31_serve.ipynb #2051d423
+@dataclass
+class SpeechState:
+    "One session's speech as the render thread sees it."
+    stream: object                       # the session's StreamingFeatures
+    epoch: int = 0                       # the session epoch the state belongs to
+    start: int|None = None               # client sample index where the utterance began; None: no speech
+    features: np.ndarray|None = None     # feature frames `first ..` of the utterance
+    first: int = 0
+    next: int = 0                        # the utterance's next frame to render
+    step: int = 0                        # the session's output frame counter: picks the replayed pose
+
+@dataclass
+class FrameJob:
+    "A frame to render for a session."
+    session: object
+    epoch: int
+    flags: int                           # IDLE or SPEAKING
+    pts: int                             # presentation time in samples of the client's clock
+    step: int
+    inputs: np.ndarray                   # [9, 16, D] motion-field input
+
+@dataclass
+class TextJob:
+    "A text message for a session, sent after the frames queued before it (or the error that ends the session)."
+    session: object
+    epoch: int
+    text: str|BaseException
+
+# %% ../nbs/31_serve.ipynb #85485669
+class AvatarWorker:
+    "Audio -> features -> frames -> JPEG for every session of one avatar, batched across sessions, off the event loop."
+    def __init__(self, engine, jpeg_quality:int=85, jpeg_threads:int|None=None):
+        self.engine, self.jpeg_quality = engine, jpeg_quality
+        self.commands: deque = deque()            # (session, command) from the event loops
+        self.wake = threading.Event()
+        self.states: dict = {}                    # session -> SpeechState, touched by the render thread only
+        self.rendered = queue.SimpleQueue()       # batches of (job, JPEG future) for the delivery thread
+        self.pool = concurrent.futures.ThreadPoolExecutor(jpeg_threads or min(8, os.cpu_count() or 2), thread_name_prefix="jpeg")
+        self.frames_rendered = self.render_calls = 0
+        self.closing = False
+        name = engine.avatar.name
+        self.threads = [threading.Thread(target=self._render_loop, name=f"render-{name}", daemon=True),
+                        threading.Thread(target=self._deliver_loop, name=f"deliver-{name}", daemon=True)]
+        for t in self.threads: t.start()
+
+    def post(self, session, *command):
+        "Queue ('audio', epoch, start, samples), ('end', epoch, frames), ('idle', epoch, pts), ('reset', epoch) or ('close',)."
+        self.commands.append((session, command))
+        self.wake.set()
+
+    def close(self):
+        self.closing = True
+        self.wake.set()
+        for t in self.threads: t.join(timeout=5)
+        self.pool.shutdown(wait=False)
+
+# %% ../nbs/31_serve.ipynb #79bfe593
+@patch_to(AvatarWorker)
+def _apply(self, session, command:tuple, out:list):
+    "Carry out one command of `session`, appending the jobs it makes to `out`."
+    kind = command[0]
+    if kind == "close": self.states.pop(session, None); return
+    epoch = command[1]
+    if epoch != session.epoch: return                      # interrupted after it was queued
+    st = self.states.get(session)
+    if st is None:
+        from being_nb.audio import StreamingFeatures
+        st = self.states[session] = SpeechState(StreamingFeatures(self.engine.encoder), epoch)
+    if st.epoch != epoch:                                  # the first command after an interrupt: forget the speech
+        st.stream.reset(); st.epoch, st.start = epoch, None
+    if kind == "idle":
+        out.append(FrameJob(session, epoch, IDLE, command[2], st.step, self.engine.silent_inputs(1)[0]))
+        st.step += 1
+    elif kind == "audio":
+        if st.start is None: st.start, st.features, st.first, st.next = command[2], None, 0, 0
+        self._add_features(st, st.stream.push(command[3]))
+        self._speech_frames(session, st, self.engine.timing.frames_ready(st.first + len(st.features)), 10**9, out)
+    elif kind == "end" and st.start is not None:
+        total = command[2]
+        self._add_features(st, st.stream.flush())
+        self._speech_frames(session, st, total, total, out)
+        out.append(TextJob(session, epoch, json.dumps({"type": "ended", "frames": total, "start": st.start})))
+        st.start = None
+
+@patch_to(AvatarWorker)
+def _add_features(self, st:SpeechState, new:np.ndarray):
+    st.features = new if st.features is None else np.concatenate([st.features, new])
+    keep_from = max(0, 2*(st.next - 2*NEIGHBOURS) - WINDOW)     # the oldest feature frame the next frames can read
+    if keep_from - st.first > 256:
+        st.features, st.first = st.features[keep_from - st.first:], keep_from
+
+@patch_to(AvatarWorker)
+def _speech_frames(self, session, st:SpeechState, until:int, n_frames:int, out:list):
+    frames = list(range(st.next, until))
+    if not frames or not len(st.features): return
+    inputs = self.engine.timing.inputs(st.features, frames, n_frames, st.first).astype(np.float32)
+    for k, x in zip(frames, inputs):
+        out.append(FrameJob(session, st.epoch, SPEAKING, st.start + FRAME_SAMPLES*k, st.step, x))
+        st.step += 1
+    st.next = until
+
+# %% ../nbs/31_serve.ipynb #7db82ca8
+@patch_to(AvatarWorker)
+def _render_loop(self):
+    while True:
+        self.wake.wait()
+        self.wake.clear()
+        if self.closing: break
+        jobs = []
+        while self.commands:
+            session, command = self.commands.popleft()
+            try: self._apply(session, command, jobs)
+            except Exception as e: jobs.append(TextJob(session, session.epoch, e))
+        batch, frames = [], []
+        for job in jobs:
+            batch.append(job)
+            if isinstance(job, FrameJob): frames.append(job)
+            if len(frames) == self.engine.batch: self._render_batch(batch, frames); batch, frames = [], []
+        if batch: self._render_batch(batch, frames)
+    self.rendered.put(None)
+
+@patch_to(AvatarWorker)
+def _render_batch(self, jobs:list, frames:list):
+    import torch
+    live = [f for f in frames if f.epoch == f.session.epoch]
+    results = {}
+    if live:
+        try:
+            inputs = torch.from_numpy(np.stack([f.inputs for f in live])).to(self.engine.device)
+            images = self.engine.render([f.step for f in live], inputs).cpu().numpy()
+            results = {id(f): self.pool.submit(encode_jpeg, image, self.jpeg_quality) for f, image in zip(live, images)}
+            self.frames_rendered += len(live); self.render_calls += 1
+        except Exception as e: results = {id(f): e for f in live}
+    self.rendered.put([(job, results.get(id(job))) for job in jobs])
+
+@patch_to(AvatarWorker)
+def _deliver_loop(self):
+    size = self.engine.size
+    while (batch := self.rendered.get()) is not None:
+        by_session = {}
+        for job, result in batch:
+            if isinstance(job, TextJob): item = (job.epoch, None, job.text)
+            elif result is None: continue                  # interrupted before rendering
+            else:
+                try:
+                    if isinstance(result, BaseException): raise result
+                    item = (job.epoch, job.flags, pack_frame(job.flags, 0, job.pts, size, size, result.result()))
+                except Exception as e: item = (job.epoch, job.flags, e)
+            by_session.setdefault(job.session, []).append(item)
+        for session, items in by_session.items():
+            if not session.loop.is_closed(): session.loop.call_soon_threadsafe(session.deliver, items)
+
+# %% ../nbs/31_serve.ipynb #c07fb219
 @dataclass
 class Utterance:
-    "Speech being streamed: where it started in the client's clock, its samples, its features, its next frame."
+    "Speech the client is sending: where it began in the client's sample clock, how much came, when the last chunk came."
     start: int
     received: int = 0
-    features: np.ndarray|None = None
-    first: int = 0              # feature index of features[0] (older ones are dropped)
-    next: int = 0               # next frame to render
     last_audio: float = 0.0
 
 class Session:
-    "One client's stream: audio in, frames out."
-    def __init__(self, websocket, engine, renderer:FrameRenderer, config:dict, jpeg_pool):
-        from being_nb.audio import StreamingFeatures
-        self.ws, self.engine, self.renderer, self.config, self.jpeg_pool = websocket, engine, renderer, config, jpeg_pool
-        self.stream = StreamingFeatures(engine.encoder)
+    "One client's stream on the event loop: audio in, frames out."
+    def __init__(self, websocket, worker:AvatarWorker, config:dict):
+        self.ws, self.worker, self.config = websocket, worker, config
+        self.loop = asyncio.get_running_loop()
         self.outbox = Outbox(config["max_unacked"])
-        self.rendered: asyncio.Queue = asyncio.Queue()     # (future or marker, frame metadata), in order
         self.utterance: Utterance|None = None
-        self.step = 0                                      # output frame counter: picks the replayed pose
-        self.epoch = 0                                     # bumped by interrupt: older frames are dropped
+        self.epoch = 0                                     # bumped by interrupt: older work is dropped
         self.clock = (0, time.monotonic())                 # (client sample index, when it arrived)
         self.last_pts = -FRAME_SAMPLES
-        self.idle_in_flight = 0
-        self.stream_lock = asyncio.Lock()                  # push, flush and reset never overlap
+        self.idle_in_flight = 0                            # idle frames of this epoch not delivered yet
+        self.failure: BaseException|None = None
 
     def client_now(self) -> int:
         "The client's current sample index, estimated from the last audio that arrived."
         index, at = self.clock
         return index + int((time.monotonic() - at)*SAMPLE_RATE)
 
-# %% ../nbs/31_serve.ipynb #960938f2
+# %% ../nbs/31_serve.ipynb #de7eb394
 @patch_to(Session)
-def _submit(self, pts:list, inputs:np.ndarray, flags:int):
-    steps = list(range(self.step, self.step + len(pts)))
-    self.step += len(pts)
-    self.last_pts = max(self.last_pts, pts[-1])
-    self.rendered.put_nowait((self.renderer.submit(steps, inputs), dict(pts=pts, flags=flags, epoch=self.epoch)))
-
-@patch_to(Session)
-def _submit_idle(self):
-    pts = max(self.client_now(), self.last_pts + FRAME_SAMPLES)
-    self.idle_in_flight += 1
-    self._submit([pts], self.engine.silent_inputs(1), IDLE)
-
-# %% ../nbs/31_serve.ipynb #b1f16610
-@patch_to(Session)
-async def _audio(self, index:int, samples:np.ndarray):
-    loop = asyncio.get_running_loop()
-    u = self.utterance
-    if u is None:
-        u = self.utterance = Utterance(start=index)
+def _audio(self, index:int, samples:np.ndarray):
+    u = self.utterance or Utterance(start=index)
     expected = u.start + u.received
     if index < expected:
         raise ProtocolError("bad-sample-index", f"chunk starts at sample {index}, but {expected} was expected (it goes back)", close=None)
     if index > expected:                              # the client skipped samples: they were silence
         samples = np.concatenate([np.zeros(min(index - expected, 10*SAMPLE_RATE), np.float32), samples])
+    self.utterance = u
     u.received += len(samples)
     u.last_audio = time.monotonic()
     self.clock = (u.start + u.received, u.last_audio)
-    async with self.stream_lock: new = await loop.run_in_executor(None, self.stream.push, samples)
-    if self.utterance is not u: return                # interrupted meanwhile
-    self._add_features(u, new)
-    ready = self.engine.timing.frames_ready(u.first + len(u.features))
-    self._render_speech(u, ready, n_frames=10**9)
+    self.worker.post(self, "audio", self.epoch, u.start, samples)
 
 @patch_to(Session)
-def _add_features(self, u:Utterance, new:np.ndarray):
-    u.features = new if u.features is None else np.concatenate([u.features, new])
-    keep_from = max(0, 2*(u.next - 2*NEIGHBOURS) - WINDOW)     # the oldest feature frame the next frames can read
-    if keep_from - u.first > 256:
-        u.features, u.first = u.features[keep_from - u.first:], keep_from
-
-@patch_to(Session)
-def _render_speech(self, u:Utterance, until:int, n_frames:int):
-    frames = list(range(u.next, until))
-    if not frames or u.features is None or not len(u.features): return
-    inputs = self.engine.timing.inputs(u.features, frames, n_frames, u.first).astype(np.float32)
-    for at in range(0, len(frames), self.engine.batch):
-        part = frames[at:at + self.engine.batch]
-        self._submit([u.start + FRAME_SAMPLES*k for k in part], inputs[at:at + len(part)], SPEAKING)
-    u.next = until
-
-@patch_to(Session)
-async def _end(self):
-    "Render the rest of the utterance as offline (`round(samples x 25 / 16000)` frames in all), then idle."
-    u = self.utterance
+def _end(self):
+    "Render the rest of the utterance as offline, then go idle."
+    u, self.utterance = self.utterance, None
     if u is None: return
-    loop = asyncio.get_running_loop()
-    async with self.stream_lock: rest = await loop.run_in_executor(None, self.stream.flush)
-    if self.utterance is not u: return
-    self._add_features(u, rest)
     total = max(1, round(u.received*FPS/SAMPLE_RATE))
-    self._render_speech(u, total, n_frames=total)
-    self.utterance = None
-    self.rendered.put_nowait((None, dict(ended=True, frames=total, start=u.start, epoch=self.epoch)))
+    self.last_pts = max(self.last_pts, u.start + FRAME_SAMPLES*(total - 1))
+    self.worker.post(self, "end", self.epoch, total)
 
 @patch_to(Session)
-async def _interrupt(self):
+def _interrupt(self):
+    u, self.utterance = self.utterance, None
+    if u is not None: self.last_pts = max(self.last_pts, u.start + FRAME_SAMPLES*round(u.received*FPS/SAMPLE_RATE))
     self.epoch += 1
-    self.utterance = None
+    self.idle_in_flight = 0
     self.outbox.clear()
-    async with self.stream_lock: self.stream.reset()
+    self.worker.post(self, "reset", self.epoch)
 
-# %% ../nbs/31_serve.ipynb #0e884032
+@patch_to(Session)
+def _idle(self):
+    pts = max(self.client_now(), self.last_pts + FRAME_SAMPLES)
+    self.last_pts = pts
+    self.idle_in_flight += 1
+    self.worker.post(self, "idle", self.epoch, pts)
+
+@patch_to(Session)
+def deliver(self, items:list):
+    "Frames and texts from the worker, in order (on the event loop)."
+    for epoch, flags, message in items:
+        if epoch != self.epoch: continue                  # made before an interrupt
+        if flags == IDLE: self.idle_in_flight -= 1
+        if isinstance(message, BaseException): self.failure = self.failure or message; self.outbox.changed.set()
+        else: self.outbox.put(message, frame=flags is not None)
+
+# %% ../nbs/31_serve.ipynb #8e919671
+@patch_to(Session)
+def _handle(self, message):
+    if isinstance(message, bytes):
+        _, index, samples = parse_audio(message)
+        return self._audio(index, samples)
+    m = parse_text(message)
+    kind = m["type"]
+    if kind == "ack": self.outbox.ack(m.get("seq"))
+    elif kind == "interrupt": self._interrupt()
+    elif kind == "end": self._end()
+    else: raise ProtocolError("unknown-type", f"unknown message type {kind!r} (expected ack, interrupt or end)", close=None)
+
+@patch_to(Session)
+async def _receive(self):
+    async for message in self.ws:
+        try: self._handle(message)
+        except ProtocolError as e:
+            await self.ws.send(json.dumps({"type": "error", "code": e.code, "message": e.message}))
+            if e.close: return await self.ws.close(e.close, e.message[:120])
+
 @patch_to(Session)
 async def _clock(self):
     period, tick, ticks = 1/FPS, time.monotonic(), 0
@@ -299,67 +392,34 @@ async def _clock(self):
         await asyncio.sleep(max(0.0, tick - time.monotonic()))
         ticks += 1
         u = self.utterance
-        if u is not None and time.monotonic() - u.last_audio > self.config["idle_after"]: await self._end()
+        if u is not None and time.monotonic() - u.last_audio > self.config["idle_after"]: self._end()
         elif u is None and self.idle_in_flight < 2:
             # a client that stopped reading only needs its latest-frame slot kept fresh: 2.5 renders/s, not 25
-            if not self.outbox.stalled or ticks % 10 == 0: self._submit_idle()
-
-@patch_to(Session)
-async def _encode(self):
-    loop = asyncio.get_running_loop()
-    quality, (h, w) = self.config["jpeg_quality"], (self.engine.size, self.engine.size)
-    while True:
-        future, meta = await self.rendered.get()
-        if future is None:
-            if meta["epoch"] == self.epoch:
-                self.outbox.put(json.dumps({"type": "ended", "frames": meta["frames"], "start": meta["start"]}), frame=False)
-            continue
-        frames = await future
-        if meta["flags"] == IDLE: self.idle_in_flight -= 1
-        if meta["epoch"] != self.epoch: continue          # rendered for speech that was interrupted
-        for image, pts in zip(frames, meta["pts"]):
-            jpeg = await loop.run_in_executor(self.jpeg_pool, encode_jpeg, image, quality)
-            if meta["epoch"] != self.epoch: break
-            self.outbox.put(pack_frame(meta["flags"], 0, pts, w, h, jpeg))
+            if not self.outbox.stalled or ticks % 10 == 0: self._idle()
 
 @patch_to(Session)
 async def _send(self):
     while True:
         await self.outbox.changed.wait()
         self.outbox.changed.clear()
+        if self.failure is not None: raise RuntimeError(f"rendering failed: {self.failure!r}") from self.failure
         while (message := self.outbox.next()) is not None: await self.ws.send(message)
-
-# %% ../nbs/31_serve.ipynb #d9ef16b4
-@patch_to(Session)
-async def _handle(self, message):
-    if isinstance(message, bytes):
-        _, index, samples = parse_audio(message)
-        return await self._audio(index, samples)
-    m = parse_text(message)
-    kind = m["type"]
-    if kind == "ack": self.outbox.ack(m.get("seq"))
-    elif kind == "interrupt": await self._interrupt()
-    elif kind == "end": await self._end()
-    else: raise ProtocolError("unknown-type", f"unknown message type {kind!r} (expected ack, interrupt or end)", close=None)
 
 @patch_to(Session)
 async def run(self):
     "Serve this session until the client leaves or breaks the protocol."
-    tasks = [asyncio.create_task(c) for c in (self._clock(), self._encode(), self._send())]
+    tasks = [asyncio.create_task(c) for c in (self._receive(), self._clock(), self._send())]
     try:
-        async for message in self.ws:
-            try: await self._handle(message)
-            except ProtocolError as e:
-                await self.ws.send(json.dumps({"type": "error", "code": e.code, "message": e.message}))
-                if e.close: return await self.ws.close(e.close, e.message[:120])
-            for t in tasks:
-                if t.done() and t.exception(): raise t.exception()
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:      # a client that leaves while a frame is being sent is a normal end, not an error
+            if t.exception() and not isinstance(t.exception(), ConnectionClosed): raise t.exception()
     finally:
         for t in tasks: t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.epoch += 1; self.outbox.clear()
+        self.worker.post(self, "close")
 
-# %% ../nbs/31_serve.ipynb #1abf5e0b
+# %% ../nbs/31_serve.ipynb #d8aceac9
 def _http(connection, status:HTTPStatus, body, content_type:str="text/plain; charset=utf-8", **headers):
     from websockets.datastructures import Headers
     from websockets.http11 import Response
@@ -381,9 +441,9 @@ def trained_avatars(root) -> list[dict]:
 @dataclass
 class LoadedAvatar:
     engine: object
-    renderer: FrameRenderer
+    worker: AvatarWorker
 
-# %% ../nbs/31_serve.ipynb #5ff97211
+# %% ../nbs/31_serve.ipynb #a876f130
 class AvatarServer:
     "The live avatar server: `await start(host, port)`, then `await stop()`."
     def __init__(self, root=None, token:str|None=None, max_sessions:int=16, max_unacked:int=4, device=None,
@@ -394,7 +454,6 @@ class AvatarServer:
         self.loaded: dict[str, LoadedAvatar] = {}
         self.loading: dict[str, asyncio.Lock] = {}
         self.sessions: set = set()
-        self.jpeg_pool = concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 2), thread_name_prefix="jpeg")
         self.server = None
 
     def _authorized(self, request, query) -> bool:
@@ -406,7 +465,9 @@ class AvatarServer:
 
     def _health(self) -> dict:
         return {"status": "ok", "sessions": len(self.sessions), "max_sessions": self.max_sessions,
-                "avatars_loaded": sorted(self.loaded), "protocol": PROTOCOL_VERSION}
+                "avatars_loaded": sorted(self.loaded), "protocol": PROTOCOL_VERSION,
+                "rendering": {name: {"frames": a.worker.frames_rendered, "calls": a.worker.render_calls}
+                              for name, a in self.loaded.items()}}
 
 # %% ../nbs/31_serve.ipynb #d7f8c885
 @patch_to(AvatarServer)
@@ -441,7 +502,7 @@ async def avatar(self, name:str) -> LoadedAvatar:
             from being_nb.inference import Engine
             loop = asyncio.get_running_loop()
             engine = await loop.run_in_executor(None, lambda: Engine(name, self.root, self.device, self.audio_encoder))
-            self.loaded[name] = LoadedAvatar(engine, FrameRenderer(engine))
+            self.loaded[name] = LoadedAvatar(engine, AvatarWorker(engine, self.config["jpeg_quality"]))
     return self.loaded[name]
 
 # %% ../nbs/31_serve.ipynb #9da2732f
@@ -473,7 +534,7 @@ async def _connection(self, ws):
                                   "fps": FPS, "width": engine.size, "height": engine.size, "format": "jpeg",
                                   "max_unacked": self.config["max_unacked"], "lookahead_ms": round(lookahead, 1),
                                   "synthetic": True}))
-        await Session(ws, engine, avatar.renderer, self.config, self.jpeg_pool).run()
+        await Session(ws, avatar.worker, self.config).run()
     except ProtocolError as e:
         await ws.send(json.dumps({"type": "error", "code": e.code, "message": e.message}))
         await ws.close(e.close or 1008, e.message[:120])
@@ -499,8 +560,7 @@ async def stop(self):
     if self.server is not None:
         self.server.close(code=1001, reason="server shutting down")
         await self.server.wait_closed()
-    for a in self.loaded.values(): a.renderer.close()
-    self.jpeg_pool.shutdown(wait=False)
+    for a in self.loaded.values(): a.worker.close()
 
 # %% ../nbs/31_serve.ipynb #1ab261d4
 @contextmanager

@@ -178,7 +178,7 @@ class AvatarModel(torch.nn.Module):
         super().__init__()
         self.config, self.head, self.mouth = config, head, mouth
         self.motion = MotionField(torch.tensor(config.face_bounds), config.feature_dim,
-                                  mouth_bounds=torch.tensor(config.mouth_bounds))
+                                  mouth_bounds=torch.tensor(config.mouth_bounds), own_neighbour=config.timing.own_neighbour)
         self.register_buffer("lip_points", torch.zeros(40, 3))     # the fitted lip landmarks, canonical cm
 
     def lip_mask(self) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Train and evaluate one prepared avatar on a GPU within a wall-clock budget, and time it.
 
-    python bench/gpu_train.py AVATARS_ROOT NAME BUDGET_SECONDS [OUT_DIR]   # train + evaluate on the GPU
+    python bench/gpu_train.py AVATARS_ROOT NAME BUDGET_SECONDS [OUT_DIR [FEATURES [ITERATIONS [TIMING]]]]  # train + evaluate
+      (ITERATIONS: a fixed count, to match an earlier run, instead of the probe; TIMING: window_ahead,neighbours_ahead)
     python bench/gpu_train.py --eval AVATARS_ROOT NAME OUT_DIR               # evaluate a trained model on the GPU
     python bench/gpu_train.py --unpack OUT_DIR/NAME_renders.npz AVATAR_DIR  # here: reuse the GPU's renders
 
@@ -61,18 +62,23 @@ elif __name__ == "__main__":
     root, name, budget = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
     out = Path(sys.argv[4]) if len(sys.argv) > 4 else None
     features = sys.argv[5] if len(sys.argv) > 5 else None        # which features/<name>.npy (default: the pretrained encoder's)
+    fixed = int(sys.argv[6]) if len(sys.argv) > 6 else None      # an iteration count to match an earlier run (no probe)
+    timing = dict(zip(("window_ahead", "neighbours_ahead"), map(int, sys.argv[7].split(",")))) if len(sys.argv) > 7 else {}
     avatar = AvatarDir(name, root)
-    step_s = seconds_per_step(avatar)
     shutil.rmtree(avatar.model_dir, ignore_errors=True)
-    iterations = int(budget / (1.15 * step_s)) // 100 * 100
-    print(f"probe: {1000 * step_s:.1f} ms/step -> {iterations} iterations for {budget:.0f} s", flush=True)
-    cfg = TrainConfig.for_device("cuda", iterations=iterations, checkpoint_every=max(500, iterations // 4))
+    if fixed: iterations = fixed
+    else:
+        step_s = seconds_per_step(avatar)
+        iterations = int(budget / (1.15 * step_s)) // 100 * 100
+        print(f"probe: {1000 * step_s:.1f} ms/step -> {iterations} iterations for {budget:.0f} s", flush=True)
+    cfg = TrainConfig.for_device("cuda", iterations=iterations, checkpoint_every=max(500, iterations // 4), **timing)
     t0 = time.time()
     trainer = Trainer(avatar, cfg, "cuda", encoder=features)
     last = trainer.run()
     train_s = time.time() - t0
     metrics = evaluate(name, root=root, device="cuda", lip=False, video=False)
-    report = {"avatar": name, "gpu": torch.cuda.get_device_name(), "iterations": iterations,
+    report = {"avatar": name, "gpu": torch.cuda.get_device_name(), "iterations": iterations, "features": features,
+              "timing": [cfg.window_ahead, cfg.neighbours_ahead],
               "train_seconds": round(train_s, 1), "ms_per_step": round(1000 * train_s / iterations, 2),
               "last_step": last, "metrics": metrics, "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
     print(json.dumps(report, indent=1))
@@ -80,7 +86,5 @@ elif __name__ == "__main__":
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}_report.json").write_text(json.dumps(report, indent=1))
         pack_renders(avatar, out / f"{name}_renders.npz")                 # finish `being eval` (lip metrics) on the CPU
-        for f in ("model.pt", "config.json"): shutil.copyfile(avatar.model_dir / f, out / f"{name}_{f}")
         for f in ("model.pt", "metrics.json", "metrics.jsonl", "config.json"):
-            shutil.copy(avatar.model_dir / f, out / f"{name}_{f}")
-        pack_renders(avatar, out / f"{name}_renders.npz")
+            shutil.copyfile(avatar.model_dir / f, out / f"{name}_{f}")

@@ -4,8 +4,9 @@ sessions keep 25 fps.
 
     python bench/serve_bench.py ROOT NAME OUT.json [--device cuda] [--sessions 1,4,8,16] [--seconds 8]
 
-The server runs in a subprocess (`being_nb.serve.serve`), the clients are threads of this process: each streams
-the avatar's own audio in 20 ms chunks paced in real time and acks every frame. Latency of a speaking frame =
+The server runs in a subprocess (`being_nb.serve.serve`), each client in a process of its own (they start
+together at a barrier): each streams the avatar's own audio in 20 ms chunks paced in real time and acks every
+frame. Latency of a speaking frame =
 when it arrived - when the chunk holding the sample at its presentation time was sent."""
 import argparse, json, os, platform, re, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,9 +67,9 @@ def end_to_end(engine, seconds=10.0, quality=85):
 
 class Client(threading.Thread):
     "Streams `audio` in real time to /ws/NAME, acks every frame, records latencies."
-    def __init__(self, url, audio, chunk=320):
+    def __init__(self, url, audio, chunk=320, barrier=None):
         super().__init__(daemon=True)
-        self.url, self.audio, self.chunk = url, audio, chunk
+        self.url, self.audio, self.chunk, self.barrier = url, audio, chunk, barrier
         self.sent_at, self.frames, self.error, self.ended = {}, [], None, threading.Event()
 
     def receive(self, ws):
@@ -88,10 +89,11 @@ class Client(threading.Thread):
     def run(self):
         from websockets.sync.client import connect
         try:
-            with connect(self.url, open_timeout=60, compression=None) as ws:
+            with connect(self.url, open_timeout=120, compression=None) as ws:
                 ws.send(json.dumps({"type": "hello", "v": 1, "sample_rate": 16000, "fps": 25, "format": "pcm_s16le"}))
                 self.ready = json.loads(ws.recv(timeout=120))
                 rx = threading.Thread(target=self.receive, args=(ws,), daemon=True); rx.start()
+                if self.barrier is not None: self.barrier.wait(180)      # every client connected: start together
                 time.sleep(0.5)
                 t0 = time.perf_counter()
                 for k, i in enumerate(range(0, len(self.audio), self.chunk)):
@@ -107,7 +109,14 @@ class Client(threading.Thread):
         speaking = [(t, p) for t, p, fl in self.frames if fl == SPEAKING]
         lat = [1000*(t - self.sent_at[p - p % self.chunk]) for t, p in speaking if (p - p % self.chunk) in self.sent_at]
         span = len(self.audio)/16000
-        return {"speaking_frames": len(speaking), "expected": round(span*25), "lat": lat, "error": self.error}
+        return {"speaking_frames": len(speaking), "expected": round(span*25), "lat": lat, "error": self.error,
+                "lookahead_ms": getattr(self, "ready", {}).get("lookahead_ms")}
+
+def client_process(url, audio, barrier, results):
+    "One client in a process of its own, so the clients do not share a GIL with each other or the server."
+    c = Client(url, audio, barrier=barrier)
+    c.run()
+    results.put(c.stats())
 
 def start_server(root, device, max_sessions):
     code = (f"from being_nb.serve import serve; serve({str(root)!r}, '127.0.0.1', 0, device={device!r}, "
@@ -117,21 +126,33 @@ def start_server(root, device, max_sessions):
     port = int(re.search(r":(\d+)/", line).group(1))
     return proc, port
 
+def health(port):
+    import urllib.request
+    return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10))
+
 def streaming(root, name, device, counts, seconds, audio):
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
     proc, port = start_server(root, device, max(counts) + 1)
     results = []
     try:
         for n in counts:
-            clients = [Client(f"ws://127.0.0.1:{port}/ws/{name}", audio[:int(seconds*16000)]) for _ in range(n)]
-            for c in clients: c.start(); time.sleep(0.02)
-            for c in clients: c.join(seconds + 120)
-            st = [c.stats() for c in clients]
+            before = health(port).get("rendering", {}).get(name, {"frames": 0, "calls": 0})
+            barrier, queue = ctx.Barrier(n), ctx.Queue()
+            procs = [ctx.Process(target=client_process, args=(f"ws://127.0.0.1:{port}/ws/{name}", audio[:int(seconds*16000)], barrier, queue))
+                     for _ in range(n)]
+            for p in procs: p.start()
+            st = [queue.get(timeout=seconds + 300) for _ in procs]
+            for p in procs: p.join(30)
+            after = health(port)["rendering"][name]
             lat = np.concatenate([s["lat"] for s in st]) if any(len(s["lat"]) for s in st) else np.array([np.nan])
             # frames per second of audio each client got: all of them at 25 fps means the server kept up
             fps = [25*s["speaking_frames"]/max(1, s["expected"]) for s in st]
+            calls = after["calls"] - before["calls"]
             row = {"sessions": n, "min_client_fps": round(min(fps), 2), "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
                    "latency_ms_p95": round(float(np.percentile(lat, 95)), 1), "errors": [s["error"] for s in st if s["error"]][:3],
-                   "lookahead_ms": clients[0].ready.get("lookahead_ms") if hasattr(clients[0], "ready") else None}
+                   "lookahead_ms": st[0]["lookahead_ms"],
+                   "mean_render_batch": round((after["frames"] - before["frames"])/max(1, calls), 2)}
             print(json.dumps(row), flush=True)
             results.append(row)
             if row["min_client_fps"] < 20 or row["latency_ms_p95"] > 2000: break

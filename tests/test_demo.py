@@ -1,0 +1,130 @@
+"""`being demo` as a user runs it on this CPU (under 15 minutes), then lip sync of the avatar it trained: a spoken
+word through `being generate` and through `being serve` must open the mouth within one frame of when it is said.
+
+The mouth's motion in a frame is how far the frame is from the same frame driven by silence (same replayed pose,
+blink and torso: only the speech-driven part differs). The truth is the sample clip's own rule for how open the
+mouth is (`sample.mouth_opening`: phoneme classes and loudness), the rule the avatar learned from. The lag at
+which the two correlate best must be -1, 0 or +1 frames."""
+import json, re, shutil, signal, subprocess, threading, time
+from pathlib import Path
+import numpy as np
+import pytest
+
+WORD = "Papa."
+PAD = 9600          # 0.6 s of silence before and after the word
+
+def being(*args, timeout=900):
+    return subprocess.run([shutil.which("being"), *args], capture_output=True, text=True, timeout=timeout)
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    "`being demo` into a fresh root: (root, its output, its stdout, seconds it took)."
+    root = tmp_path_factory.mktemp("demo")
+    t0 = time.time()
+    r = being("demo", "--root", str(root/"avatars"), "--device", "cpu", "--output", str(root/"demo.mp4"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root/"avatars", root/"demo.mp4", r.stdout, time.time() - t0
+
+@pytest.fixture(scope="module")
+def word():
+    "A spoken word between silences, 16 kHz, a whole number of frames, and the truth of its mouth opening."
+    from being_nb.sample import mouth_opening
+    from being_nb.tts import synthesize
+    speech = synthesize(WORD)
+    audio = np.concatenate([np.zeros(PAD, np.float32), speech.audio, np.zeros(PAD, np.float32)])
+    audio = audio[:len(audio)//640*640]
+    truth = mouth_opening(audio, [(t + PAD/16000, p) for t, p in speech.phonemes])
+    return audio, truth
+
+def correlation(motion, truth, lag):
+    "Pearson r of motion[k + lag] and truth[k]."
+    a, b = (motion[lag:], truth[:len(truth) - lag]) if lag >= 0 else (motion[:lag], truth[-lag:])
+    return float(np.corrcoef(a, b)[0, 1])
+
+def assert_in_sync(motion, truth):
+    r = {lag: round(correlation(motion, truth, lag), 3) for lag in range(-4, 5)}
+    best = max(r, key=r.get)
+    assert abs(best) <= 1 and r[best] > 0.6, f"mouth motion vs truth by lag (frames): {r}"
+    return best, r
+
+def test_demo_runs_within_15_minutes(demo):
+    from being_nb.inference import PROVENANCE
+    from being_nb.media import probe
+    import av
+    root, video, out, seconds = demo
+    assert seconds < 15*60, f"being demo took {seconds:.0f} s"
+    assert f"wrote {video}" in out and "being serve" in out and "held-out frames: PSNR" in out
+    info = probe(video)
+    assert info.has_audio and info.frame_count() > 50
+    with av.open(str(video)) as c: assert c.metadata.get("comment") == PROVENANCE
+    assert (root/"sample"/"model"/"eval.mp4").stat().st_size > 1000
+
+def test_generated_word_opens_the_mouth_on_time(demo, word, tmp_path):
+    from being_nb.media import read_audio, read_frames, write_wav
+    root = demo[0]
+    audio, truth = word
+    videos = {}
+    for name, samples in (("word", audio), ("silence", np.zeros_like(audio))):
+        write_wav(tmp_path/f"{name}.wav", samples)
+        r = being("generate", "sample", "--root", str(root), "--device", "cpu", "--audio", str(tmp_path/f"{name}.wav"),
+                  "--output", str(tmp_path/f"{name}.mp4"), timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        videos[name] = np.stack(list(read_frames(tmp_path/f"{name}.mp4"))).astype(np.float32)
+    assert len(videos["word"]) == len(truth) == len(videos["silence"])
+    # the muxed audio sits where the frames think it does
+    muxed = read_audio(tmp_path/"word.mp4")[:len(audio)]
+    lags = range(-1280, 1281, 16)
+    offset = max(lags, key=lambda s: float(np.dot(np.roll(audio, s)[:len(muxed)], muxed)))
+    assert abs(offset) < 640, f"the mp4's audio is {offset} samples off"
+    motion = np.abs(videos["word"] - videos["silence"]).mean((1, 2, 3))
+    assert_in_sync(motion, truth)
+
+def test_served_word_opens_the_mouth_on_time(demo, word):
+    """Stream the word in real time; each frame's motion is measured against the silent frame of the same pose,
+    which is the session's frame counter (`seq - 1`: nothing is dropped for a client that acks at once)."""
+    import torch
+    from websockets.sync.client import connect
+    from being_nb.inference import Engine
+    from being_nb.media import decode_jpeg, encode_jpeg
+    from being_nb.serve import IDLE, SPEAKING, pack_audio, parse_frame
+    root = demo[0]
+    audio, truth = word
+    proc = subprocess.Popen([shutil.which("being"), "serve", "--root", str(root), "--port", "0", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r":(\d+)/", proc.stdout.readline()).group(1))
+        frames, ended = [], threading.Event()
+        with connect(f"ws://127.0.0.1:{port}/ws/sample", open_timeout=30) as ws:
+            ws.send(json.dumps({"type": "hello", "v": 1, "sample_rate": 16000, "fps": 25, "format": "pcm_s16le"}))
+            assert json.loads(ws.recv(timeout=60))["type"] == "ready"
+            def receive():
+                while not ended.is_set():
+                    m = ws.recv(timeout=30)
+                    if isinstance(m, str):
+                        if json.loads(m)["type"] == "ended": ended.set()
+                        continue
+                    f = parse_frame(m)
+                    ws.send(json.dumps({"type": "ack", "seq": f["seq"]}))
+                    frames.append(f)
+            rx = threading.Thread(target=receive, daemon=True); rx.start()
+            time.sleep(1.0)                                     # some idle frames first
+            t0 = time.perf_counter()
+            for k, i in enumerate(range(0, len(audio), 320)):
+                time.sleep(max(0.0, t0 + i/16000 - time.perf_counter()))
+                ws.send(pack_audio(audio[i:i + 320], k, i))
+            ws.send(json.dumps({"type": "end"}))
+            assert ended.wait(60), "no 'ended' after the word"
+            rx.join(5)
+    finally:
+        proc.send_signal(signal.SIGINT); proc.wait(30)
+    engine = Engine("sample", root, "cpu")
+    def silent(seq):
+        image = engine.render([seq - 1], torch.from_numpy(engine.silent_inputs(1))).numpy()[0]
+        return decode_jpeg(encode_jpeg(image, 85)).astype(np.float32)       # through the server's JPEG
+    idle = [f for f in frames if f["flags"] == IDLE][:5]
+    assert idle and all(np.abs(decode_jpeg(f["jpeg"]) - silent(f["seq"])).max() <= 2 for f in idle), \
+        "idle frames do not match the silent render at step seq - 1"
+    speaking = [f for f in frames if f["flags"] == SPEAKING]
+    assert [f["pts"] for f in speaking] == [640*k for k in range(len(truth))]
+    motion = np.array([np.abs(decode_jpeg(f["jpeg"]) - silent(f["seq"])).mean() for f in speaking])
+    assert_in_sync(motion, truth)
