@@ -172,12 +172,17 @@ def _train_args(p):
     p.add_argument("--size", type=int, help="training resolution (default: 512 on CUDA, 64 on the CPU)")
     p.add_argument("--resume", action="store_true", help="continue from model/latest.pt")
     p.add_argument("--features", help="which features/<name>.npy to train on (default: a pretrained encoder's)")
+    p.add_argument("--timing", choices=("streaming", "centred"), default="streaming",
+                   help="audio each frame hears: streaming (80 ms ahead: live latency under 150 ms, the default) or "
+                        "centred (320 ms ahead: for offline videos; served, it adds 240 ms of latency)")
 
 @command("train", "Train an avatar's Gaussians and motion field (Ctrl-C saves a checkpoint; --resume continues).", _train_args)
 def cmd_train(args):
     from being_nb.train import train
+    from being_nb.motion import CENTRED, STREAMING
+    timing = {"streaming": STREAMING, "centred": CENTRED}[args.timing]
     t = train(args.name, root=args.root, iterations=args.iterations, device=args.device, resume=args.resume,
-              size=args.size, encoder=args.features)
+              size=args.size, encoder=args.features, window_ahead=timing.window_ahead, neighbours_ahead=timing.neighbours_ahead)
     print(f"trained {args.name}: step {t.step_count}, {len(t.model.head['means']) + len(t.model.mouth['means'])} "
           f"Gaussians; checkpoint {t.model_dir/'latest.pt'}")
 

@@ -19,8 +19,8 @@ from .audio import HOP, frame_windows
 # %% auto #0
 __all__ = ['WINDOW', 'NEIGHBOURS', 'FRAME_SAMPLES', 'CENTRED', 'STREAMING', 'EXPRESSION_BLENDSHAPES', 'ATTENTION_PRIOR',
            'neighbour_windows', 'AudioTiming', 'pick_expression', 'bounds_of', 'TriPlane', 'WindowEncoder',
-           'AudioAttention', 'AudioEncoder', 'Offsets', 'quat_multiply', 'rotation_offset', 'deform', 'FacePoints',
-           'FaceMotion', 'lip_motion', 'MouthMotion', 'PointFeatures', 'MotionField', 'motion_penalties']
+           'attention_start', 'AudioAttention', 'AudioEncoder', 'Offsets', 'quat_multiply', 'rotation_offset', 'deform',
+           'FacePoints', 'FaceMotion', 'lip_motion', 'MouthMotion', 'PointFeatures', 'MotionField', 'motion_penalties']
 
 # %% ../nbs/22_motion.ipynb #da9b274e
 WINDOW = 16            # feature frames per video frame's audio window
@@ -151,7 +151,13 @@ class WindowEncoder(nn.Module):
     def forward(self, windows:torch.Tensor) -> torch.Tensor:   # [M, 16, D] -> [M, out_dim]
         return self.out(self.convs(windows.transpose(1, 2))[..., 0])
 
-ATTENTION_PRIOR = 1.5     # initial position bias: -ATTENTION_PRIOR per frame away from the frame's own window
+ATTENTION_PRIOR = 1.5     # initial position bias: -ATTENTION_PRIOR per frame beyond the span centred on the own window
+
+def attention_start(neighbours:int, own:int) -> torch.Tensor:
+    "Initial position bias: 0 on the span centred on the frame's own window, -ATTENTION_PRIOR per frame beyond it."
+    distance = (torch.arange(neighbours) - own).abs()
+    return -ATTENTION_PRIOR*(distance - min(own, neighbours - 1 - own)).clamp(min=0).float()
+
 
 class AudioAttention(nn.Module):
     "Softmax weights over the codes of neighbouring frames, and their weighted sum."
@@ -162,7 +168,7 @@ class AudioAttention(nn.Module):
             nn.Conv1d(code_dim, 16, 3, padding=1), nn.LeakyReLU(0.02),
             nn.Conv1d(16, 8, 3, padding=1), nn.LeakyReLU(0.02),
             nn.Conv1d(8, 1, 3, padding=1))
-        self.position_bias = nn.Parameter(-ATTENTION_PRIOR*(torch.arange(neighbours) - own).abs().float())
+        self.position_bias = nn.Parameter(attention_start(neighbours, own))
 
     def forward(self, codes:torch.Tensor):     # [B, K, code_dim] -> ([B, code_dim], weights [B, K])
         weights = torch.softmax(self.score(codes.transpose(1, 2))[:, 0] + self.position_bias, -1)

@@ -6,7 +6,6 @@ blink and torso: only the speech-driven part differs). The truth is the sample c
 mouth is (`sample.mouth_opening`: phoneme classes and loudness), the rule the avatar learned from. The lag at
 which the two correlate best must be -1, 0 or +1 frames."""
 import json, re, shutil, signal, subprocess, threading, time
-from pathlib import Path
 import numpy as np
 import pytest
 

@@ -1,6 +1,6 @@
 """`being serve` as clients see it: a real server process on loopback, real WebSocket clients, a tiny CPU
 avatar trained here. Every wait is bounded."""
-import json, os, re, shutil, signal, subprocess, sys, threading, time, urllib.error, urllib.request
+import json, re, shutil, signal, subprocess, threading, time, urllib.error, urllib.request
 from pathlib import Path
 import numpy as np
 import pytest

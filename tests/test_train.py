@@ -1,7 +1,6 @@
 """`being train` and `being eval` as a user runs them: a tiny CPU avatar, Ctrl-C saves a checkpoint, --resume
 finishes the run, eval writes metrics and a video."""
 import json, shutil, signal, subprocess, time
-from pathlib import Path
 import pytest
 from being_nb.prepare import prepare
 from being_nb.sample import sample_clip
@@ -16,7 +15,8 @@ def being(*args, **kw):
     return [shutil.which("being"), *args]
 
 def test_interrupt_saves_and_resume_finishes(root):
-    cmd = being("train", "s", "--root", str(root), "--device", "cpu", "--iterations", "120", "--size", "32", "--quiet")
+    cmd = being("train", "s", "--root", str(root), "--device", "cpu", "--iterations", "120", "--size", "32", "--quiet",
+                "--timing", "centred")          # (the demo's tests cover the default, streaming)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = root/"s"/"model"/"metrics.jsonl"
     deadline = time.time() + 300
@@ -34,6 +34,8 @@ def test_interrupt_saves_and_resume_finishes(root):
     steps = [json.loads(l)["step"] for l in log.read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 120 and len(steps) == len(set(steps))   # log continues, no repeats
     assert (root/"s"/"model"/"export.ply").stat().st_size > 1000
+    model = json.loads((root/"s"/"model"/"config.json").read_text())["model"]
+    assert (model["window_ahead"], model["neighbours_ahead"]) == (8, 4)             # --timing centred, kept on resume
 
 def test_eval_writes_metrics_and_video(root):
     r = subprocess.run(being("eval", "s", "--root", str(root), "--device", "cpu"), capture_output=True, text=True, timeout=600)
