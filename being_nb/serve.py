@@ -286,7 +286,8 @@ def _deliver_loop(self):
                 except Exception as e: item = (job.epoch, job.flags, e)
             by_session.setdefault(job.session, []).append(item)
         for session, items in by_session.items():
-            if not session.loop.is_closed(): session.loop.call_soon_threadsafe(session.deliver, items)
+            try: session.loop.call_soon_threadsafe(session.deliver, items)
+            except RuntimeError: pass                      # its event loop has closed: the server is gone
 
 # %% ../nbs/31_serve.ipynb #c07fb219
 @dataclass

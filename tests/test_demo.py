@@ -1,8 +1,8 @@
 """`being demo` as a user runs it on this CPU (under 15 minutes), then lip sync of the avatar it trained: a spoken
 word through `being generate` and through `being serve` must open the mouth within one frame of when it is said.
 
-The mouth's motion in a frame is how far the frame is from the same frame driven by silence (same replayed pose,
-blink and torso: only the speech-driven part differs). The truth is the sample clip's own rule for how open the
+The mouth's motion in a frame is how far the frame's lip region is from the same frame driven by silence (same
+replayed pose, blink and torso: only the speech-driven part differs). The truth is the sample clip's own rule for how open the
 mouth is (`sample.mouth_opening`: phoneme classes and loudness), the rule the avatar learned from. The lag at
 which the two correlate best must be -1, 0 or +1 frames."""
 import json, re, shutil, signal, subprocess, threading, time
@@ -35,6 +35,25 @@ def word():
     truth = mouth_opening(audio, [(t + PAD/16000, p) for t, p in speech.phonemes])
     return audio, truth
 
+def mouth_boxes(engine, n_frames, margin=2):
+    "For each output frame, (y0, y1, x0, x1): the box around the lips of the training frame it replays."
+    from being_nb.inference import replay_index
+    from being_nb.tracking import LANDMARKS, Track
+    track = Track.load(engine.avatar.track)
+    scale = engine.size/track.size
+    boxes = []
+    for j in range(n_frames):
+        k = int(engine.replay[replay_index(j, len(engine.replay))])
+        p = track.landmarks[k][LANDMARKS["lips_outer"], :2]*scale
+        (x0, y0), (x1, y1) = np.floor(p.min(0)).astype(int) - margin, np.ceil(p.max(0)).astype(int) + margin
+        boxes.append((max(y0, 0), y1 + 1, max(x0, 0), x1 + 1))
+    return boxes
+
+def mouth_motion(frames, silent, boxes):
+    "How far each frame's mouth region is from the same frame driven by silence (mean absolute difference)."
+    return np.array([np.abs(f[y0:y1, x0:x1].astype(np.float32) - s[y0:y1, x0:x1]).mean()
+                     for f, s, (y0, y1, x0, x1) in zip(frames, silent, boxes)])
+
 def correlation(motion, truth, lag):
     "Pearson r of motion[k + lag] and truth[k]."
     a, b = (motion[lag:], truth[:len(truth) - lag]) if lag >= 0 else (motion[:lag], truth[-lag:])
@@ -43,6 +62,7 @@ def correlation(motion, truth, lag):
 def assert_in_sync(motion, truth):
     r = {lag: round(correlation(motion, truth, lag), 3) for lag in range(-4, 5)}
     best = max(r, key=r.get)
+    print("mouth motion vs truth by lag (frames):", r)
     assert abs(best) <= 1 and r[best] > 0.6, f"mouth motion vs truth by lag (frames): {r}"
     return best, r
 
@@ -75,8 +95,11 @@ def test_generated_word_opens_the_mouth_on_time(demo, word, tmp_path):
     lags = range(-1280, 1281, 16)
     offset = max(lags, key=lambda s: float(np.dot(np.roll(audio, s)[:len(muxed)], muxed)))
     assert abs(offset) < 640, f"the mp4's audio is {offset} samples off"
-    motion = np.abs(videos["word"] - videos["silence"]).mean((1, 2, 3))
-    assert_in_sync(motion, truth)
+    # the mouth region only: H.264 makes the two videos drift apart everywhere after the word (its references
+    # differ), a noise as large as the mouth's motion when averaged over the whole frame
+    from being_nb.inference import Engine
+    boxes = mouth_boxes(Engine("sample", root, "cpu"), len(truth))
+    assert_in_sync(mouth_motion(videos["word"], videos["silence"], boxes), truth)
 
 def test_served_word_opens_the_mouth_on_time(demo, word):
     """Stream the word in real time; each frame's motion is measured against the silent frame of the same pose,
@@ -125,5 +148,8 @@ def test_served_word_opens_the_mouth_on_time(demo, word):
         "idle frames do not match the silent render at step seq - 1"
     speaking = [f for f in frames if f["flags"] == SPEAKING]
     assert [f["pts"] for f in speaking] == [640*k for k in range(len(truth))]
-    motion = np.array([np.abs(decode_jpeg(f["jpeg"]) - silent(f["seq"])).mean() for f in speaking])
+    steps = [f["seq"] - 1 for f in speaking]
+    every = mouth_boxes(engine, max(steps) + 1)
+    boxes = [every[step] for step in steps]
+    motion = mouth_motion([decode_jpeg(f["jpeg"]) for f in speaking], [silent(f["seq"]) for f in speaking], boxes)
     assert_in_sync(motion, truth)
