@@ -18,7 +18,7 @@ from .train import AvatarData
 from .evaluate import load_model
 
 # %% auto #0
-__all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'Engine', 'generate', 'speak']
+__all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'padded_batch', 'DeformGraphs', 'Engine', 'generate', 'speak']
 
 # %% ../nbs/30_inference.ipynb #72808d39
 def replay_index(j:int, n:int) -> int:
@@ -42,15 +42,49 @@ def matching_encoder(avatar:AvatarDir, features:str, spec=None, device=None):
                          fix=f"pass --audio-encoder with the folder it was prepared with, or put it in {encoder_cache()/features}")
     return encoder
 
+def _graphs_wanted(cuda_graphs:bool|None) -> bool:
+    import os
+    return os.environ.get("BEING_CUDA_GRAPHS", "1") != "0" if cuda_graphs is None else cuda_graphs
+
 def _env_encoder():
     import os
     from being_nb.core import AUDIO_ENCODER_ENV
     return os.environ.get(AUDIO_ENCODER_ENV)
 
 # %% ../nbs/30_inference.ipynb #0e6acceb
+def padded_batch(b:int) -> int:
+    "The batch size a batch of `b` frames runs at as a CUDA graph: the next of 1, 2, 4, 8, 16, ..."
+    return 1 << (b - 1).bit_length()
+
+class DeformGraphs:
+    "A frozen model's motion field + deformation as CUDA graphs, one per padded batch size up to `max_batch`."
+    def __init__(self, model, max_batch:int, feature_dim:int, expression_dim:int, device):
+        self.graphs = {}
+        for b in sorted({padded_batch(b) for b in range(1, max_batch + 1)}):
+            audio = torch.zeros(b, 9, 16, feature_dim, device=device)
+            expression = torch.zeros(b, expression_dim, device=device)
+            side = torch.cuda.Stream(device)                   # warm-up off the default stream, as capture needs
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.no_grad(), torch.cuda.stream(side):
+                for _ in range(2): model.gaussians(audio, expression, batched=True)
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.no_grad(), torch.cuda.graph(graph): out = model.gaussians(audio, expression, batched=True)
+            self.graphs[b] = (graph, audio, expression, out)
+
+    def __call__(self, audio:torch.Tensor, expression:torch.Tensor) -> tuple[dict, dict]:
+        "(head, mouth) deformed for the `B` frames, as `model.gaussians(audio, expression, batched=True)`."
+        b = len(audio)
+        graph, static_audio, static_expression, (head, mouth) = self.graphs[padded_batch(b)]
+        static_audio[:b].copy_(audio); static_expression[:b].copy_(expression)   # padding rows: stale, unused
+        graph.replay()
+        return tuple({**g, **{k: g[k][:b] for k in ("means", "quats", "scales")}} for g in (head, mouth))
+
+# %% ../nbs/30_inference.ipynb #2de6ffaf
 class Engine:
     "A trained avatar ready to be driven by audio."
-    def __init__(self, name:str, root=None, device=None, audio_encoder=None, batch:int|None=None):
+    def __init__(self, name:str, root=None, device=None, audio_encoder=None, batch:int|None=None,
+                 cuda_graphs:bool|None=None):     # default: on CUDA, unless $BEING_CUDA_GRAPHS is 0
         self.avatar = AvatarDir(name, root)
         self.device = get_device(device)
         self.model, self.info = load_model(self.avatar, self.device)
@@ -63,6 +97,8 @@ class Engine:
         self.backgrounds = torch.stack([(self.data.frame(int(k))[2]*255).round().byte() for k in self.data.train_idx])
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
         self.silence = self.encoder(np.zeros(SAMPLE_RATE, np.float32))[FPS]      # one feature frame of silence
+        self.graphs = (DeformGraphs(self.model, self.batch, len(self.silence), self.data.expression.shape[1], self.device)
+                       if self.device.type == "cuda" and _graphs_wanted(cuda_graphs) else None)
 
     def features(self, audio:np.ndarray) -> np.ndarray:
         "[F, D] speech features of `audio` (16 kHz mono float), 50 per second."
@@ -82,8 +118,11 @@ class Engine:
         n = len(self.replay)
         pick = torch.tensor([replay_index(int(j), n) for j in steps], device=self.device)
         k = self.replay[pick]
-        images = self.model.render_batch(self.data.w2c[k], self.data.K, self.size, self.backgrounds[pick].float()/255,
-                                         inputs, self.data.expression[k])
+        expression = self.data.expression[k]
+        head, mouth = (self.graphs(inputs, expression) if self.graphs is not None and len(inputs) <= self.batch
+                       else self.model.gaussians(inputs, expression, batched=True))
+        images = self.model.render_deformed(head, mouth, self.data.w2c[k], self.data.K, self.size,
+                                            self.backgrounds[pick].float()/255)
         return (images.clamp(0, 1)*255).round().byte()
 
     def frames(self, audio:np.ndarray) -> Iterator[np.ndarray]:

@@ -273,8 +273,9 @@ def lip_motion(position:torch.Tensor,         # [B, N, 3] position offsets
                lip_mask:torch.Tensor|None,    # [N] bool
                ) -> torch.Tensor:             # [B] mean y offset of the lip points (cm, + is down)
     "The face-mouth hook: how far the lips moved down in each frame; zero without lip points."
-    if lip_mask is None or not lip_mask.any(): return position.new_zeros(position.shape[0])
-    return position[:, lip_mask, 1].mean(1)
+    if lip_mask is None: return position.new_zeros(position.shape[0])
+    weight = lip_mask.to(position.dtype)      # a weighted sum, not boolean indexing: no host sync (CUDA graphs)
+    return (position[..., 1]*weight).sum(1)/weight.sum().clamp(min=1)
 
 # %% ../nbs/22_motion.ipynb #2dbb6331
 class MouthMotion(nn.Module):

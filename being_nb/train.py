@@ -235,8 +235,13 @@ class AvatarModel(torch.nn.Module):
                      expression:torch.Tensor) -> torch.Tensor:
         """Composite images [B,H,W,3] of `B` frames at once (inference): cameras `w2c` [B,4,4], `backgrounds`
         [B,H,W,3], `audio` [B,9,16,D], `expression` [B,E]. The motion field runs once for the batch."""
+        return self.render_deformed(*self.gaussians(audio, expression, batched=True), w2c, K, size, backgrounds)
+
+    @torch.no_grad()
+    def render_deformed(self, head:dict, mouth:dict, w2c:torch.Tensor, K:torch.Tensor, size:int,
+                        backgrounds:torch.Tensor) -> torch.Tensor:
+        "Composite images [B,H,W,3] of Gaussians already deformed for `B` frames (`gaussians(..., batched=True)`)."
         from being_nb.render import render_scenes
-        head, mouth = self.gaussians(audio, expression, batched=True)
         Ks = K.expand(len(w2c), 3, 3)
         (m_rgb, m_alpha), (h_rgb, h_alpha) = [
             render_scenes(g["means"], g["quats"], g["scales"], g["opacities"], g["colors"], w2c, Ks, size, size,
