@@ -57,7 +57,8 @@ def padded_batch(b:int) -> int:
     return 1 << (b - 1).bit_length()
 
 class DeformGraphs:
-    "A frozen model's motion field + deformation as CUDA graphs, one per padded batch size up to `max_batch`."
+    """A frozen model's motion field + deformation as CUDA graphs, one per padded batch size up to `max_batch`.
+    Its inputs and outputs are static buffers: one caller at a time (the server renders on one thread)."""
     def __init__(self, model, max_batch:int, feature_dim:int, expression_dim:int, device):
         self.graphs = {}
         for b in sorted({padded_batch(b) for b in range(1, max_batch + 1)}):
