@@ -16,6 +16,7 @@ import torch
 from .core import BeingError, AvatarDir, FPS, SAMPLE_RATE, get_device
 from .train import AvatarData
 from .evaluate import load_model
+from .motion import NEIGHBOURS, WINDOW
 
 # %% auto #0
 __all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'padded_batch', 'DeformGraphs', 'Engine', 'generate', 'speak']
@@ -62,7 +63,7 @@ class DeformGraphs:
     def __init__(self, model, max_batch:int, feature_dim:int, expression_dim:int, device):
         self.graphs = {}
         for b in sorted({padded_batch(b) for b in range(1, max_batch + 1)}):
-            audio = torch.zeros(b, 9, 16, feature_dim, device=device)
+            audio = torch.zeros(b, 2*NEIGHBOURS + 1, WINDOW, feature_dim, device=device)
             expression = torch.zeros(b, expression_dim, device=device)
             side = torch.cuda.Stream(device)                   # warm-up off the default stream, as capture needs
             side.wait_stream(torch.cuda.current_stream(device))

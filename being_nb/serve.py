@@ -22,6 +22,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import torch
 from fastcore.basics import patch_to
 from websockets.exceptions import ConnectionClosed
 
@@ -169,6 +170,7 @@ class AvatarWorker:
     "Audio -> features -> frames -> JPEG for every session of one avatar, batched across sessions, off the event loop."
     def __init__(self, engine, jpeg_quality:int=85, jpeg_threads:int|None=None):
         self.engine, self.jpeg_quality = engine, jpeg_quality
+        self.silent = engine.silent_inputs(1)[0]  # the motion input of every idle frame
         self.commands: deque = deque()            # (session, command) from the event loops
         self.wake = threading.Event()
         self.states: dict = {}                    # session -> SpeechState, touched by the render thread only
@@ -207,7 +209,7 @@ def _apply(self, session, command:tuple, out:list):
     if st.epoch != epoch:                                  # the first command after an interrupt: forget the speech
         st.stream.reset(); st.epoch, st.start = epoch, None
     if kind == "idle":
-        out.append(FrameJob(session, epoch, IDLE, command[2], st.step, self.engine.silent_inputs(1)[0]))
+        out.append(FrameJob(session, epoch, IDLE, command[2], st.step, self.silent))
         st.step += 1
     elif kind == "audio":
         if st.start is None: st.start, st.features, st.first, st.next = command[2], None, 0, 0
@@ -259,7 +261,6 @@ def _render_loop(self):
 
 @patch_to(AvatarWorker)
 def _render_batch(self, jobs:list, frames:list):
-    import torch
     live = [f for f in frames if f.epoch == f.session.epoch]
     results = {}
     if live:
