@@ -14,7 +14,7 @@ from .core import BeingError, FACE_LANDMARKER, avatars_root, cache_dir, locate_a
 
 # %% auto #0
 __all__ = ['COMMANDS', 'DEMO_SENTENCE', 'info', 'format_info', 'command', 'build_parser', 'cmd_info', 'cmd_prepare', 'cmd_train',
-           'cmd_eval', 'cmd_generate', 'cmd_speak', 'cmd_serve', 'cmd_demo', 'main']
+           'cmd_eval', 'cmd_generate', 'cmd_speak', 'cmd_pretrain', 'cmd_blendshapes', 'cmd_serve', 'cmd_demo', 'main']
 
 # %% ../nbs/90_cli.ipynb #6649e905
 def _version(dist:str) -> str|None:
@@ -221,6 +221,35 @@ def cmd_speak(args):
     out = speak(args.name, args.text, args.output, lang=args.lang, root=args.root, device=args.device,
                 audio_encoder=args.audio_encoder)
     print(f"wrote {out}")
+
+# %% ../nbs/90_cli.ipynb #b50ce9ee
+def _pretrain_args(p):
+    from being_nb.pretrain import pretrain_parser
+    pretrain_parser(p)
+
+@command("pretrain", "Learn the speech prior (speech -> ARKit blendshapes) from prepared avatars; torchrun for many GPUs.", _pretrain_args)
+def cmd_pretrain(args):
+    from being_nb.pretrain import run_from_args
+    try: last = run_from_args(args)
+    except KeyboardInterrupt:
+        print(f"checkpoint saved in {args.output}; continue with --resume", file=sys.stderr)
+        raise
+    print(f"prior written to {Path(args.output)/'prior.pt'}: " + json.dumps(last))
+
+def _blendshapes_args(p):
+    p.add_argument("audio", help="speech (wav, mp3, flac, m4a, or a video's audio)")
+    p.add_argument("--output", required=True, help="out.jsonl (one JSON object a frame) or out.csv (ARKit names as columns)")
+    p.add_argument("--fps", type=float, default=30, help="frames per second of the file (default 30)")
+    p.add_argument("--prior", help="a prior written by `being pretrain` (default: $BEING_PRIOR, the cache, the shipped one)")
+    p.add_argument("--timing", choices=("centred", "streaming"), default="centred",
+                   help="which shipped prior: centred hears 240 ms ahead (files; default), streaming 80 ms (live)")
+
+@command("blendshapes", "Turn speech into ARKit blendshape weights (JSON lines or CSV) through the speech prior.", _blendshapes_args)
+def cmd_blendshapes(args):
+    from being_nb.blendshapes import speech_blendshapes
+    info = speech_blendshapes(args.audio, args.output, args.fps, args.prior, args.timing, args.device)
+    print(f"wrote {info['frames']} frames ({info['seconds']} s at {info['fps']:g} fps) to {info['output']}; "
+          f"prior: {info['prior']}")
 
 # %% ../nbs/90_cli.ipynb #31a2051e
 def _serve_args(p):
