@@ -179,7 +179,6 @@ class Pretrainer:
         d = corpus.features.shape[1]
         torch.manual_seed(cfg.seed)                   # the initial weights
         self.prior = SpeechPrior(PriorConfig(cfg.features, d, cfg.window, cfg.ahead, cfg.width, cfg.heads, cfg.dropout))
-        train_frames = np.unique(np.concatenate([corpus.train_pairs, corpus.train_pairs + 1]))
         f = corpus.features
         self.prior.feature_mean.copy_(torch.from_numpy(f.mean(0)))
         self.prior.feature_std.copy_(torch.from_numpy(f.std(0) + 1e-3))
@@ -453,7 +452,7 @@ def pretrain_parser(parser:argparse.ArgumentParser|None=None) -> argparse.Argume
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.add_argument("--hold-out", nargs="*", default=[], metavar="NAME", help="avatars to leave out and judge the prior on")
     p.add_argument("--features", default=d.features, help=f"which speech features to learn from (default {d.features})")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    p.add_argument("--steps", type=int, help=f"optimiser steps (default {d.steps}; with --resume, the saved run's)")
     p.add_argument("--batch", type=int, default=d.batch, help=f"frame pairs per process and step (default {d.batch})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     p.add_argument("--timing", choices=("streaming", "centred"), default="streaming",
@@ -475,8 +474,9 @@ def run_from_args(args) -> dict:
     "Run `pretrain` from parsed options."
     from being_nb.prior import CENTRED_AHEAD
     ahead = STREAMING_AHEAD if args.timing == "streaming" else CENTRED_AHEAD
+    steps = {} if args.steps is None else {"steps": args.steps}
     return pretrain(args.avatars, args.output, args.root, args.hold_out, args.resume, args.device,
-                    features=args.features, steps=args.steps, batch=args.batch, lr=args.lr, ahead=ahead, seed=args.seed,
+                    features=args.features, **steps, batch=args.batch, lr=args.lr, ahead=ahead, seed=args.seed,
                     standardise=not args.raw_targets, width=args.width, dropout=args.dropout,
                     weight_decay=args.weight_decay, align_every=args.align_every)
 

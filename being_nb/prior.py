@@ -16,7 +16,7 @@ from torch import nn
 
 from .core import BeingError, FPS, SAMPLE_RATE, atomic_path, cache_dir
 from .audio import FEATURES_PER_VIDEO_FRAME, AudioEncoder, StreamingFeatures
-from .face import ARKIT_BLENDSHAPES, N_BLENDSHAPES, SPEECH_INDEX, arkit_from_mediapipe, blendshape_index
+from .face import N_BLENDSHAPES, arkit_from_mediapipe, blendshape_index
 
 # %% auto #0
 __all__ = ['PRIOR_WINDOW', 'STREAMING_AHEAD', 'CENTRED_AHEAD', 'PRIOR_ENV', 'PRIOR_FILE', 'PRIOR_FORMAT', 'PRIOR_TIMINGS',
