@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
+from fastcore.basics import patch_to
 
 from .core import BeingError, AvatarDir, SAMPLE_RATE, FPS, atomic_path, atomic_write_json, avatars_root, progress
 from .face import N_BLENDSHAPES, SPEECH_INDEX, blendshape_index
@@ -207,8 +208,6 @@ def typical_stats(stats:list) -> BlendshapeStats:
                            np.median([s.std for s in stats], 0).astype(np.float32))
 
 # %% ../nbs/16_pretrain.ipynb #d76eeaa2
-from fastcore.basics import patch_to
-
 @patch_to(Pretrainer)
 def batch(self, step:int) -> tuple[torch.Tensor, torch.Tensor]:
     "The windows [2, B, window, D] and targets [2, B, 52] of `step` for this process (frames t and t+1)."
