@@ -175,6 +175,9 @@ def _train_args(p):
     p.add_argument("--timing", choices=("streaming", "centred"), default="streaming",
                    help="audio each frame hears: streaming (80 ms ahead: live latency under 150 ms, the default) or "
                         "centred (320 ms ahead: for offline videos; served, it adds 240 ms of latency)")
+    p.add_argument("--prior", action="store_true",
+                   help="drive the avatar by jaw and mouth blendshapes: tracked ones in training, the speech prior's at "
+                        "inference (default: the motion field hears the audio directly)")
 
 @command("train", "Train an avatar's Gaussians and motion field (Ctrl-C saves a checkpoint; --resume continues).", _train_args)
 def cmd_train(args):
@@ -182,7 +185,8 @@ def cmd_train(args):
     from being_nb.motion import CENTRED, STREAMING
     timing = {"streaming": STREAMING, "centred": CENTRED}[args.timing]
     t = train(args.name, root=args.root, iterations=args.iterations, device=args.device, resume=args.resume,
-              size=args.size, encoder=args.features, window_ahead=timing.window_ahead, neighbours_ahead=timing.neighbours_ahead)
+              size=args.size, encoder=args.features, window_ahead=timing.window_ahead, neighbours_ahead=timing.neighbours_ahead,
+              drive="blendshapes" if args.prior else "audio")
     print(f"trained {args.name}: step {t.step_count}, {len(t.model.head['means']) + len(t.model.mouth['means'])} "
           f"Gaussians; checkpoint {t.model_dir/'latest.pt'}")
 
@@ -191,12 +195,14 @@ def _eval_args(p):
     p.add_argument("--no-lip", action="store_true", help="skip LMD/jawOpen (they need MediaPipe)")
     p.add_argument("--no-video", action="store_true", help="skip the side-by-side mp4")
     p.add_argument("--no-fps", action="store_true", help="keep the render speed measured earlier (on a GPU) instead of timing here")
+    p.add_argument("--prior", help="blendshape-driven avatars: the speech prior to drive the held-out frames with "
+                                   "(default: $BEING_PRIOR, the cache, the shipped one)")
 
 @command("eval", "Measure a trained avatar on its held-out frames against two baselines; write metrics and a video.", _eval_args)
 def cmd_eval(args):
     from being_nb.evaluate import evaluate
     m = evaluate(args.name, root=args.root, device=args.device, lip=not args.no_lip, video=not args.no_video,
-                 fps_frames=0 if args.no_fps else 100)
+                 fps_frames=0 if args.no_fps else 100, prior=args.prior)
     print(json.dumps(m, indent=2))
 
 # %% ../nbs/90_cli.ipynb #57c797ce

@@ -19,7 +19,7 @@ from .train import AvatarData, AvatarModel, model_from_checkpoint, psnr, render_
 
 # %% auto #0
 __all__ = ['parameter_digest', 'load_model', 'image_metrics', 'mouth_measurements', 'lip_metrics', 'nearest_training_frames',
-           'render_fps', 'evaluate', 'side_by_side']
+           'render_fps', 'prior_drives', 'evaluate', 'side_by_side']
 
 # %% ../nbs/24_eval.ipynb #43cdd22c
 def parameter_digest(state_dict:dict) -> str:
@@ -99,18 +99,42 @@ def render_fps(model:AvatarModel, data:AvatarData, frames:int=100) -> float:
     sync()
     return frames/(time.perf_counter() - t0)
 
+# %% ../nbs/24_eval.ipynb #e3d95557
+def prior_drives(avatar:AvatarDir, data:AvatarData, config, prior=None, device=None) -> torch.Tensor:
+    """[T, 27] the prior's jaw and mouth shapes for every frame of the avatar's clip (from its own speech features);
+    also sets `data.silent_shapes` to the prior's shapes for silence. `.source` names the prior."""
+    from being_nb.prior import find_prior, predict, check_features
+    from being_nb.face import SPEECH_INDEX
+    from being_nb.audio import load_audio_encoder
+    from being_nb.train import pick_features
+    p = find_prior(prior, device, timing="centred" if config.prior_ahead > 4 else "streaming")
+    check_features(p, config.features, avatar.path)
+    features = np.load(pick_features(avatar, p.config.features))
+    shapes = torch.tensor(predict(p, features, data.n)[:, SPEECH_INDEX], device=data.device)
+    silence = load_audio_encoder(p.config.features)(np.zeros(SAMPLE_RATE, np.float32))
+    data.silent_shapes = torch.tensor(predict(p, silence)[FPS//2, SPEECH_INDEX], device=data.device)
+    shapes.source = str(getattr(p, "source", prior))
+    return shapes
+
 # %% ../nbs/24_eval.ipynb #e05a8c6d
 def _to_uint8(t:torch.Tensor) -> np.ndarray: return (t.clamp(0, 1)*255).round().byte().cpu().numpy()
 
-def _cached_renders(avatar:AvatarDir, model, data, info) -> dict:
+def _cached_renders(avatar:AvatarDir, model, data, info, prior_shapes=None) -> dict:
+    "Held-out renders, cached by the model's (and the driving prior's) digest: a GPU run is finished on the CPU."
     cache = avatar.model_dir/"eval_renders.npz"
+    key = info["checkpoint"] + info.get("prior", "")
     if cache.exists():
         with np.load(cache) as z:
-            if str(z["checkpoint"]) == info["checkpoint"]: return {k: z[k] for k in ("model", "silent")}
-    renders = {"model": _to_uint8(render_frames(model, data, data.test_idx)),
-               "silent": _to_uint8(render_frames(model, data, data.test_idx, silent=True))}
+            if str(z["checkpoint"]) == key: return {k: z[k] for k in z.files if k != "checkpoint"}
+    if prior_shapes is None:
+        renders = {"model": _to_uint8(render_frames(model, data, data.test_idx)),
+                   "silent": _to_uint8(render_frames(model, data, data.test_idx, silent=True))}
+    else:    # blendshape-driven: the prior hears the held-out audio; the oracle gets the tracked shapes
+        renders = {"model": _to_uint8(render_frames(model, data, data.test_idx, drives=prior_shapes)),
+                   "oracle": _to_uint8(render_frames(model, data, data.test_idx)),
+                   "silent": _to_uint8(render_frames(model, data, data.test_idx, silent=True))}
     with atomic_path(cache) as tmp:
-        with open(tmp, "wb") as f: np.savez_compressed(f, checkpoint=info["checkpoint"], **renders)
+        with open(tmp, "wb") as f: np.savez_compressed(f, checkpoint=key, **renders)
     return renders
 
 def _render_speed(avatar, model, data, info, frames:int) -> dict:
@@ -123,20 +147,26 @@ def _render_speed(avatar, model, data, info, frames:int) -> dict:
     same = earlier.get("checkpoint") == info["checkpoint"]
     return {"render_fps": earlier.get("render_fps") if same else None, "device": earlier.get("device") if same else None}
 
-def evaluate(name:str, root=None, device=None, lip:bool=True, video:bool=True, fps_frames:int=100) -> dict:
+def evaluate(name:str, root=None, device=None, lip:bool=True, video:bool=True, fps_frames:int=100,
+             prior=None) -> dict:     # blendshape-driven avatars: the prior file (default: `find_prior`'s)
     "Evaluate the trained avatar `name` on its held-out frames; writes model/metrics.json (and model/eval.mp4)."
     avatar = AvatarDir(name, root)
     model, info = load_model(avatar, device)
-    data = AvatarData(avatar, model.config.size, get_device(device), encoder=model.config.features,
-                      timing=model.config.timing)
-    renders = _cached_renders(avatar, model, data, info)
+    blend = model.config.drive == "blendshapes"
+    data = AvatarData(avatar, model.config.size, get_device(device), encoder=None if blend else model.config.features,
+                      timing=model.config.timing, drive=model.config.drive)
+    prior_shapes = None
+    if blend:
+        prior_shapes = prior_drives(avatar, data, model.config, prior, device)
+        info["prior"] = prior_shapes.source
+    renders = _cached_renders(avatar, model, data, info, prior_shapes)
     real = np.stack([data.frames[int(i)][0] for i in data.test_idx])
     nearest = nearest_training_frames(data)
     retrieved = np.stack([data.frames[int(i)][0] for i in nearest])
     tensor = lambda a: torch.tensor(a, dtype=torch.float32, device=data.device)/255
-    methods = {"model": renders["model"], "silent": renders["silent"], "nearest_neighbour": retrieved}
+    methods = {**renders, "nearest_neighbour": retrieved}
     metrics = {"avatar": name, **info, "held_out_frames": len(data.test_idx), "size": data.size,
-               "features": model.config.features, "gaussians": int(len(model.head["means"]) + len(model.mouth["means"]))}
+               "features": model.config.features, "drive": model.config.drive, "gaussians": int(len(model.head["means"]) + len(model.mouth["means"]))}
     for k, images in methods.items(): metrics[k] = image_metrics(tensor(images), data, data.test_idx)
     if lip:
         real_pts, real_jaw = mouth_measurements(real)

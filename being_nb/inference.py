@@ -17,9 +17,11 @@ from .core import BeingError, AvatarDir, FPS, SAMPLE_RATE, get_device
 from .train import AvatarData
 from .evaluate import load_model
 from .motion import NEIGHBOURS, WINDOW
+from .face import SPEECH_INDEX
 
 # %% auto #0
-__all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'padded_batch', 'DeformGraphs', 'Engine', 'generate', 'speak']
+__all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'padded_batch', 'DeformGraphs', 'PriorTiming', 'Engine', 'generate',
+           'speak']
 
 # %% ../nbs/30_inference.ipynb #72808d39
 def replay_index(j:int, n:int) -> int:
@@ -47,6 +49,15 @@ def _graphs_wanted(cuda_graphs:bool|None) -> bool:
     import os
     return os.environ.get("BEING_CUDA_GRAPHS", "1") != "0" if cuda_graphs is None else cuda_graphs
 
+def _prior_encoder(prior, spec=None, device=None):
+    "The speech encoder the prior hears (mel needs nothing; a transformers encoder is found as `prepare` finds it)."
+    from being_nb.audio import load_audio_encoder
+    encoder = load_audio_encoder("mel" if prior.config.features == "mel" else spec, device=device)
+    if encoder.name != prior.config.features:
+        raise BeingError(f"the speech prior hears {prior.config.features!r} features, but the encoder found is {encoder.name!r}",
+                         getattr(prior, "source", None), fix=f"pass --audio-encoder with the {prior.config.features} encoder")
+    return encoder
+
 def _env_encoder():
     import os
     from being_nb.core import AUDIO_ENCODER_ENV
@@ -60,10 +71,10 @@ def padded_batch(b:int) -> int:
 class DeformGraphs:
     """A frozen model's motion field + deformation as CUDA graphs, one per padded batch size up to `max_batch`.
     Its inputs and outputs are static buffers: one caller at a time (the server renders on one thread)."""
-    def __init__(self, model, max_batch:int, feature_dim:int, expression_dim:int, device):
-        self.graphs = {}
+    def __init__(self, model, max_batch:int, input_shape:tuple, expression_dim:int, device):
+        self.graphs = {}        # input_shape: one frame's motion input, (9, 16, D) audio windows or (27,) blendshapes
         for b in sorted({padded_batch(b) for b in range(1, max_batch + 1)}):
-            audio = torch.zeros(b, 2*NEIGHBOURS + 1, WINDOW, feature_dim, device=device)
+            audio = torch.zeros(b, *input_shape, device=device)
             expression = torch.zeros(b, expression_dim, device=device)
             side = torch.cuda.Stream(device)                   # warm-up off the default stream, as capture needs
             side.wait_stream(torch.cuda.current_stream(device))
@@ -82,25 +93,60 @@ class DeformGraphs:
         graph.replay()
         return tuple({**g, **{k: g[k][:b] for k in ("means", "quats", "scales")}} for g in (head, mouth))
 
+# %% ../nbs/30_inference.ipynb #0fc94e04
+class PriorTiming:
+    "Which features frame `i` needs when a speech prior drives the avatar (the `AudioTiming` interface)."
+    def __init__(self, window:int, ahead:int): self.window, self.ahead = window, ahead
+
+    @property
+    def future_samples(self) -> int:
+        "Audio after frame `i`'s start that frame `i` depends on."
+        from being_nb.audio import HOP
+        return self.ahead*HOP
+
+    def inputs(self, features:np.ndarray, frames, n_frames:int, first:int=0) -> np.ndarray:   # [B, window, D]
+        "The prior's input windows for `frames`, from features `first .. first+F-1` of a clip or stream."
+        from being_nb.prior import window_index
+        index = window_index(np.minimum(np.asarray(frames), n_frames - 1), first + len(features), self.window, self.ahead)
+        if index.min() < first: raise ValueError(f"frame {int(np.min(frames))} needs feature frames before {first}")
+        return features[index - first]
+
+    def frames_ready(self, n_features:int) -> int:
+        "How many leading frames are final when `n_features` feature frames of a longer stream are known."
+        return max(0, (n_features - self.ahead)//2 + 1) if n_features else 0
+
 # %% ../nbs/30_inference.ipynb #2de6ffaf
 class Engine:
     "A trained avatar ready to be driven by audio."
     def __init__(self, name:str, root=None, device=None, audio_encoder=None, batch:int|None=None,
-                 cuda_graphs:bool|None=None):     # default: on CUDA, unless $BEING_CUDA_GRAPHS is 0
+                 cuda_graphs:bool|None=None,      # default: on CUDA, unless $BEING_CUDA_GRAPHS is 0
+                 prior=None):                     # blendshape-driven avatars: the prior file (default: `find_prior`'s)
         self.avatar = AvatarDir(name, root)
         self.device = get_device(device)
         self.model, self.info = load_model(self.avatar, self.device)
-        self.timing = self.model.config.timing
-        self.data = AvatarData(self.avatar, self.model.config.size, self.device, encoder=self.model.config.features,
-                               timing=self.timing)
+        cfg = self.model.config
+        self.prior = None
+        if cfg.drive == "blendshapes":
+            from being_nb.prior import find_prior, check_features
+            self.prior = find_prior(prior, self.device, timing="centred" if cfg.prior_ahead > 4 else "streaming")
+            check_features(self.prior, cfg.features, self.avatar.path)
+            self.timing = PriorTiming(self.prior.config.window, self.prior.config.ahead)
+        else: self.timing = cfg.timing
+        self.data = AvatarData(self.avatar, cfg.size, self.device, encoder=None if self.prior else cfg.features,
+                               timing=cfg.timing)
         self.size = self.data.size
-        self.encoder = matching_encoder(self.avatar, self.model.config.features, audio_encoder, self.device)
+        self.encoder = (_prior_encoder(self.prior, audio_encoder, self.device) if self.prior is not None
+                        else matching_encoder(self.avatar, cfg.features, audio_encoder, self.device))
         self.replay = torch.as_tensor(self.data.train_idx, device=self.device)   # the frames the model learned from
         self.backgrounds = torch.stack([(self.data.frame(int(k))[2]*255).round().byte() for k in self.data.train_idx])
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
         self.silence = self.encoder(np.zeros(SAMPLE_RATE, np.float32))[FPS]      # one feature frame of silence
-        self.graphs = (DeformGraphs(self.model, self.batch, len(self.silence), self.data.expression.shape[1], self.device)
+        shape = (len(SPEECH_INDEX),) if self.prior is not None else (2*NEIGHBOURS + 1, WINDOW, len(self.silence))
+        self.graphs = (DeformGraphs(self.model, self.batch, shape, self.data.expression.shape[1], self.device)
                        if self.device.type == "cuda" and _graphs_wanted(cuda_graphs) else None)
+
+    @property
+    def _speech(self): return torch.as_tensor(SPEECH_INDEX, device=self.device)
 
     def features(self, audio:np.ndarray) -> np.ndarray:
         "[F, D] speech features of `audio` (16 kHz mono float), 50 per second."
@@ -111,8 +157,9 @@ class Engine:
         return torch.from_numpy(self.timing.inputs(features, frames, n_frames, first)).to(self.device)
 
     def silent_inputs(self, b:int) -> np.ndarray:
-        "[b, 9, 16, D] the motion input of frames with no speech: silence."
-        return np.broadcast_to(self.silence, (b, 9, 16, len(self.silence))).astype(np.float32)
+        "[b, 9, 16, D] (or the prior's [b, 24, D]) the input of frames with no speech: silence."
+        shape = (b, self.timing.window) if self.prior is not None else (b, 9, 16)
+        return np.broadcast_to(self.silence, (*shape, len(self.silence))).astype(np.float32)
 
     @torch.no_grad()
     def render(self, steps, inputs:torch.Tensor) -> torch.Tensor:
@@ -121,6 +168,7 @@ class Engine:
         pick = torch.tensor([replay_index(int(j), n) for j in steps], device=self.device)
         k = self.replay[pick]
         expression = self.data.expression[k]
+        if self.prior is not None: inputs = self.prior(inputs)[:, self._speech]     # the prior, batched with the frames
         head, mouth = (self.graphs(inputs, expression) if self.graphs is not None and len(inputs) <= self.batch
                        else self.model.gaussians(inputs, expression, batched=True))
         images = self.model.render_deformed(head, mouth, self.data.w2c[k], self.data.K, self.size,

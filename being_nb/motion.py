@@ -19,8 +19,9 @@ from .audio import HOP, frame_windows
 # %% auto #0
 __all__ = ['WINDOW', 'NEIGHBOURS', 'FRAME_SAMPLES', 'CENTRED', 'STREAMING', 'EXPRESSION_BLENDSHAPES', 'ATTENTION_PRIOR',
            'neighbour_windows', 'AudioTiming', 'pick_expression', 'bounds_of', 'TriPlane', 'WindowEncoder',
-           'attention_start', 'AudioAttention', 'AudioEncoder', 'Offsets', 'quat_multiply', 'rotation_offset', 'deform',
-           'FacePoints', 'FaceMotion', 'lip_motion', 'MouthMotion', 'PointFeatures', 'MotionField', 'motion_penalties']
+           'attention_start', 'AudioAttention', 'AudioEncoder', 'BlendshapeEncoder', 'Offsets', 'quat_multiply',
+           'rotation_offset', 'deform', 'FacePoints', 'FaceMotion', 'lip_motion', 'MouthMotion', 'PointFeatures',
+           'MotionField', 'motion_penalties']
 
 # %% ../nbs/22_motion.ipynb #da9b274e
 WINDOW = 16            # feature frames per video frame's audio window
@@ -189,6 +190,18 @@ class AudioEncoder(nn.Module):
         codes = self.window(windows.flatten(0, 1)).unflatten(0, (b, k))
         return self.attention(codes)
 
+# %% ../nbs/22_motion.ipynb #072369e4
+class BlendshapeEncoder(nn.Module):
+    "A frame's jaw and mouth blendshapes [B, K] (z-scores) -> a code [B, out_dim] (the `AudioEncoder` interface)."
+    def __init__(self, shapes:int, out_dim:int=32, hidden:int=64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(shapes, hidden), nn.LeakyReLU(0.02), nn.Linear(hidden, hidden),
+                                 nn.LeakyReLU(0.02), nn.Linear(hidden, out_dim))
+        self.out_dim = out_dim
+
+    def forward(self, shapes:torch.Tensor):     # [B, K] -> (code [B, out_dim], attention [B, 1])
+        return self.net(shapes), shapes.new_ones(len(shapes), 1)
+
 # %% ../nbs/22_motion.ipynb #29fae261
 @dataclass
 class Offsets:
@@ -319,9 +332,13 @@ class MotionField(nn.Module):
                  expression_dim:int=len(EXPRESSION_BLENDSHAPES),
                  code_dim:int=32,                   # size of the audio code
                  hidden:int=64,                     # width of the per-point networks
-                 own_neighbour:int=NEIGHBOURS):     # the frame's own window among the 9 (`AudioTiming.own_neighbour`)
+                 own_neighbour:int=NEIGHBOURS,      # the frame's own window among the 9 (`AudioTiming.own_neighbour`)
+                 drive:str="audio"):                # "audio": windows [B,9,16,D]; "blendshapes": [B, D] shapes
         super().__init__()
-        self.audio = AudioEncoder(feature_dim, code_dim, own_neighbour)
+        if drive not in ("audio", "blendshapes"): raise ValueError(f"drive must be 'audio' or 'blendshapes', not {drive!r}")
+        self.drive = drive
+        self.audio = (AudioEncoder(feature_dim, code_dim, own_neighbour) if drive == "audio"
+                      else BlendshapeEncoder(feature_dim, code_dim))
         self.face = FaceMotion(face_bounds, code_dim, expression_dim, hidden)
         self.mouth = MouthMotion(face_bounds if mouth_bounds is None else mouth_bounds, code_dim, hidden)
 
@@ -330,7 +347,7 @@ class MotionField(nn.Module):
         return PointFeatures(self.face.points(face_points), self.mouth.points(mouth_points))
 
     def animate(self, points:PointFeatures,
-                audio:torch.Tensor,                # [B, 9, 16, D] windows of each frame and its neighbours
+                audio:torch.Tensor,                # [B, 9, 16, D] audio windows, or [B, D] blendshapes (`drive`)
                 expression:torch.Tensor,           # [B, E] upper-face blendshapes
                 lip_mask:torch.Tensor|None=None,   # [Nf] bool, the face Gaussians on the lips
                 ) -> dict:

@@ -117,7 +117,8 @@ def pick_features(avatar:AvatarDir, encoder:str|None=None) -> Path:
 
 class AvatarData:
     "Per-frame cameras, audio windows, expressions and boxes of one avatar, at a training resolution."
-    def __init__(self, avatar:AvatarDir, size:int, device, encoder:str|None=None, cache_mb:float=2048, timing=None):
+    def __init__(self, avatar:AvatarDir, size:int, device, encoder:str|None=None, cache_mb:float=2048, timing=None,
+                 drive:str="audio"):    # "audio": the motion field hears audio windows; "blendshapes": tracked shapes
         from being_nb.motion import pick_expression, STREAMING
         avatar.require("track"); avatar.require("parse")
         self.avatar, self.size, self.device = avatar, size, torch.device(device)
@@ -139,6 +140,14 @@ class AvatarData:
         self.plate = torch.tensor(np.asarray(plate), dtype=torch.float32, device=self.device)/255
         self.frames = FrameCache(avatar, size, cache_mb)
         self.train_idx, self.test_idx = split_frames(self.n)
+        self.drive = drive
+        if drive == "blendshapes":     # the frame's own jaw and mouth shapes, smoothed, as z-scores in this person's range
+            from being_nb.prior import BlendshapeStats, smooth_weights
+            from being_nb.face import SPEECH_INDEX, arkit_from_mediapipe
+            weights = smooth_weights(arkit_from_mediapipe(self.track.blendshapes, self.track.blendshape_names))
+            self.stats = BlendshapeStats.of(weights[~self.track.filled.astype(bool)])
+            self.shapes = torch.tensor(self.stats.standardise(weights)[:, SPEECH_INDEX], device=self.device)
+            self.silent_shapes = torch.zeros_like(self.shapes[0])   # the person's mean mouth until a prior says better
 
     def frame(self, i:int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         "Target image [H,W,3] in [0,1], head mask [H,W] (face, lips, mouth, hair) and the background to render over."
@@ -149,7 +158,11 @@ class AvatarData:
         return target, head, background
 
     def audio(self, index:torch.Tensor, silent:bool=False) -> torch.Tensor:
-        "[B, 9, 16, D] audio windows of frames `index` and their +-4 neighbours (zeros if `silent`)."
+        """The motion field's drive for frames `index`: [B, 9, 16, D] audio windows of the frames and their +-4
+        neighbours (zeros if `silent`), or for a blendshape-driven avatar [B, 27] tracked shapes (`silent_shapes`)."""
+        if self.drive == "blendshapes":
+            index = torch.as_tensor(index, device=self.device).reshape(-1)
+            return self.silent_shapes.expand(len(index), -1) if silent else self.shapes[index]
         windows = self.timing.neighbours(self.windows, index)
         return torch.zeros_like(windows) if silent else windows
 
@@ -165,6 +178,8 @@ class ModelConfig:
     size: int = 512                # training resolution
     window_ahead: int = 8          # the audio timing (motion notebook); models saved before it existed are centred
     neighbours_ahead: int = 4
+    drive: str = "audio"           # "audio" (hears audio windows) or "blendshapes" (jaw/mouth shapes from the speech prior)
+    prior_ahead: int = 4           # blendshape-driven: the look-ahead of the prior that drives it (4: 80 ms, 12: centred)
 
     @property
     def timing(self):
@@ -178,7 +193,8 @@ class AvatarModel(torch.nn.Module):
         super().__init__()
         self.config, self.head, self.mouth = config, head, mouth
         self.motion = MotionField(torch.tensor(config.face_bounds), config.feature_dim,
-                                  mouth_bounds=torch.tensor(config.mouth_bounds), own_neighbour=config.timing.own_neighbour)
+                                  mouth_bounds=torch.tensor(config.mouth_bounds), own_neighbour=config.timing.own_neighbour,
+                                  drive=config.drive)
         self.register_buffer("lip_points", torch.zeros(40, 3))     # the fitted lip landmarks, canonical cm
 
     def lip_mask(self) -> torch.Tensor:
@@ -249,7 +265,9 @@ class AvatarModel(torch.nn.Module):
         return h_rgb + (1 - h_alpha)*(m_rgb + (1 - m_alpha)*backgrounds)
 
 # %% ../nbs/23_train.ipynb #b5aeaf7b
-def new_model(data:AvatarData, n_face:int, n_head:int, n_mouth:int, sh_degree:int=1, seed:int=0) -> AvatarModel:
+def new_model(data:AvatarData, n_face:int, n_head:int, n_mouth:int, sh_degree:int=1, seed:int=0,
+              prior_features:str="mel",     # blendshape-driven: the features of the prior that will drive it
+              prior_ahead:int=4) -> AvatarModel:
     "An untrained model for `data`'s avatar."
     from being_nb.gaussians import initial_gaussians
     from being_nb.motion import bounds_of
@@ -260,7 +278,10 @@ def new_model(data:AvatarData, n_face:int, n_head:int, n_mouth:int, sh_degree:in
     rgb, _ = data.frames[0]
     init = initial_gaussians(data.track.vertices.astype(np.float64), data.track.triangles, views, rgb,
                              n_face=n_face, n_head=n_head, n_mouth=n_mouth, sh_degree=sh_degree, seed=seed)
-    config = ModelConfig(feature_dim=int(data.windows.shape[-1]), features=data.features_path.stem,
+    blend = data.drive == "blendshapes"
+    config = ModelConfig(feature_dim=int(data.shapes.shape[-1] if blend else data.windows.shape[-1]),
+                         features=prior_features if blend else data.features_path.stem,
+                         drive=data.drive, prior_ahead=prior_ahead,
                          face_bounds=bounds_of(init.head["means"].detach()).tolist(),
                          mouth_bounds=bounds_of(init.mouth["means"].detach()).tolist(),
                          sh_degree=sh_degree, size=data.size, window_ahead=data.timing.window_ahead,
@@ -286,6 +307,7 @@ class TrainConfig:
     grow_grad2d: float = 0.0002
     window_ahead: int = 4                         # audio timing: STREAMING (80 ms ahead, past neighbours)
     neighbours_ahead: int = 0
+    drive: str = "audio"                          # "blendshapes": driven by tracked jaw/mouth shapes (the speech prior at inference)
     lip_weight: float = 0.5                       # weight of the lip-box loss
     alpha_weight: float = 0.05                    # penalty on head opacity outside the head mask
     motion_weight: float = 1e-3                   # motion regulariser
@@ -334,7 +356,7 @@ class Trainer:
         self.avatar, self.cfg, self.device = avatar, cfg, get_device(device)
         from being_nb.motion import AudioTiming
         self.data = AvatarData(avatar, cfg.size, self.device, encoder,
-                               timing=AudioTiming(cfg.window_ahead, cfg.neighbours_ahead))
+                               timing=AudioTiming(cfg.window_ahead, cfg.neighbours_ahead), drive=cfg.drive)
         self.model_dir = avatar.model_dir
         self.model_dir.mkdir(parents=True, exist_ok=True)
         latest = self.model_dir/"latest.pt"
@@ -346,11 +368,20 @@ class Trainer:
     def _start(self):
         torch.manual_seed(self.cfg.seed)
         self.step_count = 0
-        self.model = new_model(self.data, self.cfg.n_face, self.cfg.n_head, self.cfg.n_mouth, self.cfg.sh_degree, self.cfg.seed)
+        self.model = new_model(self.data, self.cfg.n_face, self.cfg.n_head, self.cfg.n_mouth, self.cfg.sh_degree, self.cfg.seed,
+                               **self._prior_settings())
         self._make_optimizers()
         self.rng = np.random.default_rng(self.cfg.seed)
         atomic_write_json(self.model_dir/"config.json", {"model": asdict(self.model.config), "train": asdict(self.cfg)})
         (self.model_dir/"metrics.jsonl").unlink(missing_ok=True)
+
+    def _prior_settings(self) -> dict:
+        "Blendshape-driven: which prior will drive the avatar (the one `find_prior` gives for the timing asked for)."
+        if self.cfg.drive != "blendshapes": return {}
+        from being_nb.prior import find_prior
+        timing = "centred" if self.cfg.neighbours_ahead > 0 else "streaming"
+        prior = find_prior(timing=timing)
+        return {"prior_features": prior.config.features, "prior_ahead": prior.config.ahead}
 
     def _make_optimizers(self):
         from gsplat.strategy import DefaultStrategy
@@ -505,13 +536,15 @@ def _sigterm_as_interrupt():
 
 # %% ../nbs/23_train.ipynb #52440f2c
 @torch.no_grad()
-def render_frames(model:AvatarModel, data:AvatarData, indices, silent:bool=False, static:bool=False) -> torch.Tensor:
-    "[len(indices), H, W, 3] renders of frames `indices`, driven by their audio (zeros if `silent`), or without motion."
+def render_frames(model:AvatarModel, data:AvatarData, indices, silent:bool=False, static:bool=False,
+                  drives:torch.Tensor|None=None) -> torch.Tensor:
+    """[len(indices), H, W, 3] renders of frames `indices`, driven by their audio (zeros if `silent`), by `drives`
+    (one motion input per frame of the clip, e.g. a prior's blendshapes), or without motion (`static`)."""
     out = []
     for i in indices:
         _, _, background = data.frame(int(i))
         index = torch.tensor([int(i)], device=data.device)
-        audio = None if static else data.audio(index, silent)
+        audio = None if static else (drives[index] if drives is not None else data.audio(index, silent))
         image, _ = model.render(data.w2c[int(i)], data.K, data.size, background, audio,
                                 None if static else data.expression[index])
         out.append(image.clamp(0, 1))
@@ -537,6 +570,7 @@ def train(name:str, root=None, iterations:int|None=None, device=None, resume:boo
         saved = json.loads((avatar.model_dir/"config.json").read_text())["train"]
         saved["stages"] = tuple(saved["stages"])
         saved.setdefault("window_ahead", 8); saved.setdefault("neighbours_ahead", 4)     # saved before timing existed
+        saved.setdefault("drive", "audio")
         cfg = TrainConfig(**{**saved, **({"iterations": iterations} if iterations else {})})
     else:
         extra = {k: v for k, v in dict(iterations=iterations, size=size).items() if v is not None}

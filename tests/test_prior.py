@@ -1,6 +1,6 @@
 """The speech prior as users run it: `being blendshapes` on real speech and silence, `being pretrain` with resume,
 Ctrl-C and bad input, in separate processes."""
-import csv, os, shutil, signal, subprocess, sys, time
+import csv, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
@@ -36,7 +36,6 @@ def test_blendshapes_silence_keeps_the_mouth_closed(tmp_path, timing):
     write_wav(tmp_path/"quiet.wav", np.zeros(3*16000, np.float32))
     r = being("blendshapes", str(tmp_path/"quiet.wav"), "--output", str(tmp_path/"q.jsonl"), "--timing", timing)
     assert r.returncode == 0, r.stderr
-    import json
     frames = [json.loads(l) for l in open(tmp_path/"q.jsonl")]
     assert len(frames) == 90
     assert max(f["blendshapes"][blendshape_index("jawOpen")] for f in frames) < 0.1
@@ -76,11 +75,13 @@ def test_pretrain_resume_and_interrupt(tmp_path, corpus):
     assert card["steps"] == 50 and card["held_out"] == ["p2"] and card["trained_on"] == ["p0", "p1"]
     # Ctrl-C mid-run: a checkpoint is saved and --resume continues from it
     exe = shutil.which("being")
-    p = subprocess.Popen([exe, *args, "--steps", "100000", "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=env)
-    time.sleep(12)
+    p = subprocess.Popen([exe, *args, "--steps", "100000", "--resume", "--quiet"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    log, deadline = tmp_path/"out"/"metrics.jsonl", time.time() + 300
+    while time.time() < deadline and not any(json.loads(l)["step"] > 250 for l in log.read_text().splitlines()):
+        time.sleep(0.2)                                  # until it has trained past the last run's 50 steps
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err[-1000:]
     assert "continue with --resume" in err
     step = torch.load(tmp_path/"out"/"checkpoint.pt", weights_only=False)["step"]
@@ -101,3 +102,30 @@ def test_pretrain_track_without_blendshapes(tmp_path, corpus):
     np.savez(tmp_path/"avatars"/"old"/"track.npz", landmarks=np.zeros((3, 478, 3)))
     r = being("pretrain", "old", "--root", str(tmp_path/"avatars"), "--output", str(tmp_path/"o"), "--steps", "5")
     assert r.returncode == 2 and "no blendshapes" in r.stderr and "track.npz" in r.stderr, r.stderr
+
+@pytest.fixture(scope="module")
+def sample_root(tmp_path_factory):
+    from being_nb.prepare import prepare
+    from being_nb.sample import sample_clip
+    root = tmp_path_factory.mktemp("bs_avatars")
+    prepare(sample_clip().path, "s", root=root, size=96, audio_encoder="mel")
+    return root
+
+def test_blendshape_driven_avatar(tmp_path, sample_root):
+    "`being train --prior`: trained on tracked shapes, evaluated against the oracle, driven by speech through the prior."
+    from being_nb.media import probe
+    r = being("train", "s", "--root", str(sample_root), "--device", "cpu", "--iterations", "60", "--size", "32", "--prior", "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = json.loads((sample_root/"s"/"model"/"config.json").read_text())["model"]
+    assert (cfg["drive"], cfg["features"], cfg["feature_dim"], cfg["prior_ahead"]) == ("blendshapes", "mel", 27, 4)
+    r = being("eval", "s", "--root", str(sample_root), "--device", "cpu", "--no-video", "--no-lip")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((sample_root/"s"/"model"/"metrics.json").read_text())
+    assert {"model", "oracle", "silent", "nearest_neighbour"} <= set(m) and m["drive"] == "blendshapes"
+    assert "prior.pt" in m["prior"]
+    write_wav(tmp_path/"say.wav", synthesize("Papa made a map.").audio)
+    r = being("generate", "s", "--root", str(sample_root), "--device", "cpu", "--audio", str(tmp_path/"say.wav"),
+              "--output", str(tmp_path/"say.mp4"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = probe(tmp_path/"say.mp4")
+    assert abs(info.duration - len(synthesize("Papa made a map.").audio)/16000) < 0.1
