@@ -129,3 +129,35 @@ def test_blendshape_driven_avatar(tmp_path, sample_root):
     assert r.returncode == 0, r.stderr[-2000:]
     info = probe(tmp_path/"say.mp4")
     assert abs(info.duration - len(synthesize("Papa made a map.").audio)/16000) < 0.1
+
+def test_blendshape_driven_avatar_served_live(sample_root):
+    "`being serve` drives a blendshape-driven avatar through the prior: 80 ms look-ahead, one frame per 40 ms of audio."
+    import re, json as js
+    from websockets.sync.client import connect
+    from being_nb.serve import SPEAKING, IDLE, pack_audio, parse_frame
+    if not (sample_root/"s"/"model"/"model.pt").exists(): pytest.skip("needs test_blendshape_driven_avatar's model")
+    proc = subprocess.Popen([shutil.which("being"), "serve", "--root", str(sample_root), "--port", "0", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stdout.readline()).group(1))
+        with connect(f"ws://127.0.0.1:{port}/ws/s", open_timeout=10) as ws:
+            ws.send(js.dumps({"type": "hello", "v": 1, "sample_rate": 16000, "fps": 25, "format": "pcm_s16le"}))
+            ready = js.loads(ws.recv(timeout=120))
+            assert ready["type"] == "ready" and 80 <= ready["lookahead_ms"] < 90, ready     # the prior's 80 ms + mel's 2.5
+            audio = synthesize("Papa made a map.").audio[:16000]
+            audio = np.pad(audio, (0, 16000 - len(audio)))
+            for k, i in enumerate(range(0, 16000, 320)): ws.send(pack_audio(audio[i:i + 320], k, i))
+            ws.send(js.dumps({"type": "end"}))
+            speaking, ended, deadline = [], None, time.time() + 60
+            while ended is None and time.time() < deadline:
+                m = ws.recv(timeout=max(0.01, deadline - time.time()))
+                if isinstance(m, str):
+                    if js.loads(m)["type"] == "ended": ended = js.loads(m)
+                    continue
+                f = parse_frame(m); ws.send(js.dumps({"type": "ack", "seq": f["seq"]}))
+                if f["flags"] == SPEAKING: speaking.append(f)
+            assert ended and ended["frames"] == 25 and [f["pts"] for f in speaking] == [640*k for k in range(25)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired: proc.kill()
