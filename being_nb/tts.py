@@ -6,7 +6,7 @@ Docs: https://being-nb.github.io/being_nb/tts.html.md"""
 
 # %% ../nbs/02_tts.ipynb #e9c92fcf
 from __future__ import annotations
-import bisect, ctypes, difflib, os, threading
+import bisect, ctypes, difflib, os, sys, threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -77,11 +77,23 @@ def _declare_signatures(lib):
     return lib
 
 # %% ../nbs/02_tts.ipynb #3b3ece80
-_lock = threading.RLock()  # re-entrant, so an error raised while holding it may still list the voices
-_lib = None                # libespeak-ng, once initialised
-_espeak_rate = 0           # the sample rate espeak speaks at (22050)
-_callback = None           # the ctypes callback given to espeak; must stay referenced
-_recording = None          # the _Recording the callback fills during espeak_Synth
+@dataclass
+class _EspeakProcess:
+    """libespeak-ng keeps one state per process (one voice, one synth callback), so ours is per process too, kept on
+    `sys` and shared by every copy of this code: a notebook that re-runs these cells (nbdev's tests do, in worker
+    processes that then run other notebooks) must not install a second callback that dies with its namespace
+    (measured: empty audio, then a segfault in libespeak-ng, in the next notebook the worker ran)."""
+    lock: threading.RLock      # re-entrant, so an error raised while holding it may still list the voices
+    lib: object = None         # the handle that initialised libespeak-ng (None: not yet)
+    rate: int = 0              # the sample rate espeak speaks at (22050)
+    callback: object = None    # the ctypes callback given to espeak; must stay referenced
+    recording: object = None   # the _Recording the callback fills during espeak_Synth
+
+def _process() -> _EspeakProcess:
+    "This process's espeak state (created on first use)."
+    state = getattr(sys, "_being_nb_espeak", None)
+    if state is None: state = sys._being_nb_espeak = _EspeakProcess(threading.RLock())
+    return state
 
 @dataclass
 class _Recording:
@@ -92,32 +104,40 @@ class _Recording:
 
 def _receive(wav, n_samples, events) -> int:
     "espeak's synth callback: keep this block's audio and events. Returning 0 tells espeak to go on."
-    if n_samples > 0: _recording.chunks.append(np.ctypeslib.as_array(wav, (n_samples,)).copy())
+    recording = _process().recording
+    if recording is None: return 0            # not ours to keep (no synthesis of ours is running)
+    if n_samples > 0: recording.chunks.append(np.ctypeslib.as_array(wav, (n_samples,)).copy())
     i = 0
     while events[i].type != _EVENT_LIST_TERMINATED:
         e = events[i]
-        if e.type == _EVENT_WORD: _recording.words.append((e.audio_position, e.text_position, e.length))
-        elif e.type == _EVENT_PHONEME: _recording.phonemes.append((e.audio_position, e.id.string.decode()))
+        if e.type == _EVENT_WORD: recording.words.append((e.audio_position, e.text_position, e.length))
+        elif e.type == _EVENT_PHONEME: recording.phonemes.append((e.audio_position, e.id.string.decode()))
         i += 1
     return 0
 
 # %% ../nbs/02_tts.ipynb #c66c93ae
+_lib = None     # this copy's handle on libespeak-ng: its ctypes signatures name this copy's structure classes
+
 def _espeak():
-    "libespeak-ng from the espeakng-loader wheel, initialised on first use. Call it holding `_lock`."
-    global _lib, _espeak_rate, _callback
-    if _lib is not None: return _lib
+    """libespeak-ng from the espeakng-loader wheel. The first copy of this code in the process initialises espeak and
+    installs the synth callback; every copy gets its own handle. Call it holding `_process().lock`."""
+    global _lib
+    state = _process()
+    if _lib is not None and state.lib is not None: return _lib
     try: import espeakng_loader
     except ImportError as e:
         raise BeingError("espeak-ng is not installed", fix="pip install espeakng-loader") from e
     lib = _declare_signatures(ctypes.CDLL(espeakng_loader.get_library_path()))
-    data = espeakng_loader.get_data_path()
-    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(),
-                                 _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
-    if rate <= 0:
-        raise BeingError("espeak-ng failed to start", data, fix="pip install --force-reinstall espeakng-loader")
-    _callback = _SynthCallback(_receive)
-    lib.espeak_SetSynthCallback(_callback)
-    _lib, _espeak_rate = lib, rate
+    if state.lib is None:
+        data = espeakng_loader.get_data_path()
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(),
+                                     _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
+        if rate <= 0:
+            raise BeingError("espeak-ng failed to start", data, fix="pip install --force-reinstall espeakng-loader")
+        state.callback = _SynthCallback(_receive)
+        lib.espeak_SetSynthCallback(state.callback)
+        state.lib, state.rate = lib, rate
+    _lib = lib
     return lib
 
 # %% ../nbs/02_tts.ipynb #46aa1f01
@@ -131,7 +151,7 @@ def _language_codes(languages:int) -> list[str]:
     return codes
 
 def _espeak_voices(spec:_Voice|None) -> list[_Voice]:
-    "espeak_ListVoices: every voice matching `spec`, or all languages' voices for None. Call holding `_lock`."
+    "espeak_ListVoices: every voice matching `spec`, or all languages' voices for None. Call holding `_process().lock`."
     found = _espeak().espeak_ListVoices(ctypes.byref(spec) if spec is not None else None)
     voices, i = [], 0
     while found[i]:
@@ -140,7 +160,7 @@ def _espeak_voices(spec:_Voice|None) -> list[_Voice]:
 
 def list_voices(variants:bool=False) -> dict[str, str]:
     "The languages espeak speaks, as {code: name}; with `variants`, the voice variants usable as `voice=`."
-    with _lock:
+    with _process().lock:
         if not variants: return {_language_codes(v.languages)[0]: v.name.decode() for v in _espeak_voices(None)}
         kind = ctypes.create_string_buffer(b"variant")   # espeak's language name for variants
         spec = _Voice(languages=ctypes.addressof(kind))
@@ -148,7 +168,7 @@ def list_voices(variants:bool=False) -> dict[str, str]:
 
 # %% ../nbs/02_tts.ipynb #1a593340
 def _select_voice(lib, lang:str, variant:str|None) -> bool:
-    "Make espeak speak `lang` in `variant`; False if espeak knows no such language. Call holding `_lock`."
+    "Make espeak speak `lang` in `variant`; False if espeak knows no such language. Call holding `_process().lock`."
     code = ctypes.create_string_buffer(lang.encode())
     spec = _Voice(languages=ctypes.addressof(code))
     if lib.espeak_SetVoiceByProperties(ctypes.byref(spec)) != _EE_OK and lib.espeak_SetVoiceByName(lang.encode()) != _EE_OK:
@@ -173,16 +193,16 @@ def _check_voice(lang:str, voice:str|None):
 
 # %% ../nbs/02_tts.ipynb #8bd7709d
 def _speak(text:str, lang:str, variant:str|None, rate_wpm:int) -> tuple[np.ndarray, _Recording]:
-    "Run espeak on `text`: its int16 audio at `_espeak_rate` and the events it reported."
-    global _recording
-    with _lock:
+    "Run espeak on `text`: its int16 audio at espeak's rate and the events it reported."
+    state = _process()
+    with state.lock:
         lib = _espeak()
         if not _select_voice(lib, lang, variant): raise _unknown("language", lang, list_voices(), "list_voices()")
         lib.espeak_SetParameter(_PARAMETER_RATE, rate_wpm, 0)
         data = text.encode() + b"\0"
-        _recording = recording = _Recording()
+        state.recording = recording = _Recording()
         try: status = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-        finally: _recording = None
+        finally: state.recording = None
     if status != _EE_OK: raise RuntimeError(f"espeak_Synth failed with status {status}")
     audio = np.concatenate(recording.chunks) if recording.chunks else np.zeros(0, np.int16)
     return audio, recording
@@ -218,7 +238,7 @@ def espeak_synthesize(text:str,                 # what to say, already normalise
                          fix=f"use {RATE_RANGE[0]} to {RATE_RANGE[1]} (175 is espeak's normal rate)")
     _check_voice(lang, voice)
     pcm, recording = _speak(text, lang, voice, int(rate_wpm))
-    audio = _to_product_rate(pcm, _espeak_rate)
+    audio = _to_product_rate(pcm, _process().rate)
     duration = len(audio) / SAMPLE_RATE
     return Speech(audio, SAMPLE_RATE, _word_timings(text, recording, duration),
                   [(min(ms / 1000, duration), name) for ms, name in recording.phonemes])
