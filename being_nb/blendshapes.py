@@ -85,19 +85,14 @@ def speech_blendshapes(audio,                 # a file (any format the media mod
                        output,                # .jsonl or .csv
                        fps:float=30, prior=None, timing:str="centred", device=None) -> dict:
     "Write the ARKit blendshapes the speech prior hears in `audio`; returns a summary."
-    from being_nb.prior import find_prior, speech_weights
-    from being_nb.audio import load_audio_encoder
+    from being_nb.prior import find_prior, prior_encoder, speech_weights
     from being_nb.face import blendshape_index
     if isinstance(audio, (str, Path)):
         from being_nb.media import read_audio
         samples = read_audio(audio)
     else: samples = np.asarray(audio, np.float32)
     p = find_prior(prior, device, timing)
-    encoder = load_audio_encoder(p.config.features, device=device) if p.config.features == "mel" else load_audio_encoder(None, device=device)
-    if encoder.name != p.config.features:
-        raise BeingError(f"the speech prior hears {p.config.features!r} features, but the speech encoder found is {encoder.name!r}",
-                         getattr(p, "source", None), fix=f"pass --audio-encoder / set $BEING_AUDIO_ENCODER to {p.config.features}")
-    weights = speech_weights(p, encoder, samples)
+    weights = speech_weights(p, prior_encoder(p, device=device), samples)
     path = write_blendshapes(output, weights, fps)
     jaw = weights[:, blendshape_index("jawOpen")]
     return {"output": str(path), "seconds": round(len(samples)/16000, 2), "frames": int(round(len(weights)*fps/FPS)),

@@ -103,15 +103,14 @@ def render_fps(model:AvatarModel, data:AvatarData, frames:int=100) -> float:
 def prior_drives(avatar:AvatarDir, data:AvatarData, config, prior=None, device=None) -> torch.Tensor:
     """[T, 27] the prior's jaw and mouth shapes for every frame of the avatar's clip (from its own speech features);
     also sets `data.silent_shapes` to the prior's shapes for silence. `.source` names the prior."""
-    from being_nb.prior import find_prior, predict, check_features
+    from being_nb.prior import find_prior, predict, check_features, prior_encoder
     from being_nb.face import SPEECH_INDEX
-    from being_nb.audio import load_audio_encoder
     from being_nb.train import pick_features
     p = find_prior(prior, device, timing="centred" if config.prior_ahead > 4 else "streaming")
     check_features(p, config.features, avatar.path)
     features = np.load(pick_features(avatar, p.config.features))
     shapes = torch.tensor(predict(p, features, data.n)[:, SPEECH_INDEX], device=data.device)
-    silence = load_audio_encoder(p.config.features)(np.zeros(SAMPLE_RATE, np.float32))
+    silence = prior_encoder(p, device=device)(np.zeros(SAMPLE_RATE, np.float32))
     data.silent_shapes = torch.tensor(predict(p, silence)[FPS//2, SPEECH_INDEX], device=data.device)
     shapes.source = str(getattr(p, "source", prior))
     return shapes

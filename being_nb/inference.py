@@ -49,15 +49,6 @@ def _graphs_wanted(cuda_graphs:bool|None) -> bool:
     import os
     return os.environ.get("BEING_CUDA_GRAPHS", "1") != "0" if cuda_graphs is None else cuda_graphs
 
-def _prior_encoder(prior, spec=None, device=None):
-    "The speech encoder the prior hears (mel needs nothing; a transformers encoder is found as `prepare` finds it)."
-    from being_nb.audio import load_audio_encoder
-    encoder = load_audio_encoder("mel" if prior.config.features == "mel" else spec, device=device)
-    if encoder.name != prior.config.features:
-        raise BeingError(f"the speech prior hears {prior.config.features!r} features, but the encoder found is {encoder.name!r}",
-                         getattr(prior, "source", None), fix=f"pass --audio-encoder with the {prior.config.features} encoder")
-    return encoder
-
 def _env_encoder():
     import os
     from being_nb.core import AUDIO_ENCODER_ENV
@@ -127,7 +118,7 @@ class Engine:
         cfg = self.model.config
         self.prior = None
         if cfg.drive == "blendshapes":
-            from being_nb.prior import find_prior, check_features
+            from being_nb.prior import find_prior, check_features, prior_encoder
             self.prior = find_prior(prior, self.device, timing="centred" if cfg.prior_ahead > 4 else "streaming")
             check_features(self.prior, cfg.features, self.avatar.path)
             self.timing = PriorTiming(self.prior.config.window, self.prior.config.ahead)
@@ -135,18 +126,16 @@ class Engine:
         self.data = AvatarData(self.avatar, cfg.size, self.device, encoder=None if self.prior else cfg.features,
                                timing=cfg.timing)
         self.size = self.data.size
-        self.encoder = (_prior_encoder(self.prior, audio_encoder, self.device) if self.prior is not None
+        self.encoder = (prior_encoder(self.prior, audio_encoder, self.device) if self.prior is not None
                         else matching_encoder(self.avatar, cfg.features, audio_encoder, self.device))
         self.replay = torch.as_tensor(self.data.train_idx, device=self.device)   # the frames the model learned from
         self.backgrounds = torch.stack([(self.data.frame(int(k))[2]*255).round().byte() for k in self.data.train_idx])
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
         self.silence = self.encoder(np.zeros(SAMPLE_RATE, np.float32))[FPS]      # one feature frame of silence
         shape = (len(SPEECH_INDEX),) if self.prior is not None else (2*NEIGHBOURS + 1, WINDOW, len(self.silence))
+        self.speech = torch.as_tensor(SPEECH_INDEX, device=self.device)          # the prior's columns the avatar takes
         self.graphs = (DeformGraphs(self.model, self.batch, shape, self.data.expression.shape[1], self.device)
                        if self.device.type == "cuda" and _graphs_wanted(cuda_graphs) else None)
-
-    @property
-    def _speech(self): return torch.as_tensor(SPEECH_INDEX, device=self.device)
 
     def features(self, audio:np.ndarray) -> np.ndarray:
         "[F, D] speech features of `audio` (16 kHz mono float), 50 per second."
@@ -168,7 +157,7 @@ class Engine:
         pick = torch.tensor([replay_index(int(j), n) for j in steps], device=self.device)
         k = self.replay[pick]
         expression = self.data.expression[k]
-        if self.prior is not None: inputs = self.prior(inputs)[:, self._speech]     # the prior, batched with the frames
+        if self.prior is not None: inputs = self.prior(inputs)[:, self.speech]     # the prior, batched with the frames
         head, mouth = (self.graphs(inputs, expression) if self.graphs is not None and len(inputs) <= self.batch
                        else self.model.gaussians(inputs, expression, batched=True))
         images = self.model.render_deformed(head, mouth, self.data.w2c[k], self.data.K, self.size,

@@ -17,7 +17,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from fastcore.basics import patch_to
 
-from .core import BeingError, AvatarDir, SAMPLE_RATE, FPS, atomic_path, atomic_write_json, avatars_root, progress
+from .core import BeingError, AvatarDir, SAMPLE_RATE, FPS, atomic_path, atomic_write_json, avatars_root, progress, set_quiet
+from .train import split_frames, _truncate_log, _sigterm_as_interrupt
 from .face import N_BLENDSHAPES, SPEECH_INDEX, blendshape_index
 from .prior import (PriorClip, PriorConfig, SpeechPrior, BlendshapeStats, clip_from_avatar, predict,
                             save_prior, window_index, STREAMING_AHEAD, PRIOR_WINDOW)
@@ -107,8 +108,7 @@ def build_corpus(clips:list, standardise:bool=True) -> Corpus:
         feats.append(c.features); offset.append(base_f); nf.append(len(c.features))
         targets.append(c.targets if standardise else c.weights)
         fclip.append(np.full(t, k)); fidx.append(np.arange(t))
-        n_val = max(1, t//11)
-        first_val = t - n_val
+        first_val = int(split_frames(t)[1][0])      # the same split as avatar training: the last 1/11 held out
         ok = c.valid
         pairs.append(base_t + np.flatnonzero(ok[:first_val - 1] & ok[1:first_val]))
         val.append(base_t + first_val + np.flatnonzero(ok[first_val:]))
@@ -120,8 +120,7 @@ def build_corpus(clips:list, standardise:bool=True) -> Corpus:
 def corpus_windows(corpus:Corpus, frames:np.ndarray, window:int, ahead:int) -> np.ndarray:
     "[B, window, D] the audio windows of flat frame ids `frames`."
     k = corpus.frame_clip[frames]
-    start = (corpus.frame_index[frames] + corpus.shift[k])[:, None]*2 - (window - ahead)
-    local = np.clip(start + np.arange(window), 0, corpus.n_features[k][:, None] - 1)
+    local = window_index(corpus.frame_index[frames] + corpus.shift[k], corpus.n_features[k], window, ahead)
     return corpus.features[corpus.offset[k][:, None] + local]
 
 # %% ../nbs/16_pretrain.ipynb #e09a04ad
@@ -148,6 +147,7 @@ def init_distributed(device=None) -> DistInfo:
     cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     dev = torch.device(f"cuda:{local}") if cuda and (world > 1 or device in (None, "cuda")) else torch.device(device or "cpu")
     if dev.type == "cuda": torch.cuda.set_device(dev)
+    if rank != 0: set_quiet(True)             # one progress bar: rank 0's
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(rank, world, local, dev)
@@ -337,11 +337,6 @@ def _resume(self):
     self.corpus.shift = np.asarray(state.get("shift", np.zeros(len(self.corpus.clips))), np.int64)
     _truncate_log(self.output/"metrics.jsonl", self.step)
 
-def _truncate_log(path:Path, step:int):
-    if not path.exists(): return
-    lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= step]
-    with atomic_path(path) as tmp: tmp.write_text("".join(l + "\n" for l in lines))
-
 # %% ../nbs/16_pretrain.ipynb #c49b1ab2
 @patch_to(Pretrainer)
 def run(self, until:int|None=None) -> dict:
@@ -349,8 +344,8 @@ def run(self, until:int|None=None) -> dict:
     until = self.cfg.steps if until is None else until
     main, last = self.info.main, {}
     log = open(self.output/"metrics.jsonl", "a") if main else None
-    old = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
-    bar = progress(total=until, initial=self.step, desc="pretraining the speech prior", unit="step") if main else _Quiet()
+    old = _sigterm_as_interrupt()
+    bar = progress(total=until, initial=self.step, desc="pretraining the speech prior", unit="step")
     try:
         while self.step < until:
             loss = self.train_step()
@@ -369,18 +364,6 @@ def run(self, until:int|None=None) -> dict:
         if log: log.close()
         if old is not None: signal.signal(signal.SIGTERM, old)
     return last
-
-def _raise_interrupt(signum, frame): raise KeyboardInterrupt
-
-class _Quiet:
-    "No progress bar (ranks other than 0)."
-    def update(self, n): pass
-    def set_postfix(self, **kw): pass
-    def close(self): pass
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 # %% ../nbs/16_pretrain.ipynb #ffa74b64
 def pearson(a:np.ndarray, b:np.ndarray) -> float:
@@ -503,9 +486,8 @@ def run_from_args(args) -> dict:
 
 def main(argv=None):
     "`python -m being_nb.pretrain ...` (what `torchrun --nproc_per_node N -m being_nb.pretrain ...` runs)."
-    from being_nb.core import set_quiet
     args = pretrain_parser().parse_args(argv)
-    if args.quiet or int(os.environ.get("RANK", "0")) != 0: set_quiet(True)
+    if args.quiet: set_quiet(True)
     try: last = run_from_args(args)
     except BeingError as e:
         print(f"error: {e.message}", file=sys.stderr); sys.exit(2)

@@ -20,9 +20,9 @@ from .face import N_BLENDSHAPES, arkit_from_mediapipe, blendshape_index
 
 # %% auto #0
 __all__ = ['PRIOR_WINDOW', 'STREAMING_AHEAD', 'CENTRED_AHEAD', 'PRIOR_ENV', 'PRIOR_FILE', 'PRIOR_FORMAT', 'PRIOR_TIMINGS',
-           'window_index', 'BlendshapeStats', 'smooth_weights', 'PriorConfig', 'SpeechPrior', 'predict', 'PriorStream',
-           'speech_weights', 'save_prior', 'load_prior', 'shipped_prior', 'locate_prior', 'find_prior', 'PriorClip',
-           'clip_from_avatar', 'check_features']
+           'window_index', 'BlendshapeStats', 'smooth_weights', 'tracked_weights', 'PriorConfig', 'SpeechPrior',
+           'predict', 'PriorStream', 'speech_weights', 'save_prior', 'load_prior', 'shipped_prior', 'locate_prior',
+           'find_prior', 'PriorClip', 'clip_from_avatar', 'check_features', 'prior_encoder']
 
 # %% ../nbs/15_prior.ipynb #5a3d68d4
 PRIOR_WINDOW = 24        # feature frames (480 ms) the prior reads for one video frame
@@ -30,12 +30,12 @@ STREAMING_AHEAD = 4      # of them at or after the frame's start: 80 ms of look-
 CENTRED_AHEAD = PRIOR_WINDOW // 2    # 240 ms (offline videos)
 
 def window_index(frames,                      # [B] video frame indices
-                 n_features:int,              # feature frames available (the clip's, or a stream's so far)
+                 n_features,                  # feature frames available (the clip's, or a stream's so far), or one per frame [B]
                  window:int=PRIOR_WINDOW, ahead:int=STREAMING_AHEAD,
                  ) -> np.ndarray:             # [B, window] feature frame indices, clamped to the clip
     "Feature frames `2i - (window - ahead) .. 2i + ahead - 1` of each frame `i`; out-of-range ones take the edge."
     start = np.asarray(frames, np.int64)[:, None]*FEATURES_PER_VIDEO_FRAME - (window - ahead)
-    return np.clip(start + np.arange(window), 0, n_features - 1)
+    return np.clip(start + np.arange(window), 0, np.asarray(n_features)[..., None] - 1)
 
 # %% ../nbs/15_prior.ipynb #fb737bdb
 @dataclass
@@ -75,6 +75,16 @@ def smooth_weights(weights:np.ndarray,      # [T, 52] per-frame blendshape weigh
     return gaussian_filter1d(np.asarray(weights, np.float32), sigma, axis=0, mode="nearest").astype(np.float32)
 
 # %% ../nbs/15_prior.ipynb #504f443c
+def tracked_weights(scores:np.ndarray,      # [T, K] MediaPipe blendshape scores (`track.npz`)
+                    names,                  # their K names
+                    filled=None,            # [T] bool: frames without a tracked face (interpolated)
+                    smooth:float=1.0) -> tuple[np.ndarray, BlendshapeStats]:   # ([T, 52] weights, the person's stats)
+    "Smoothed ARKit weights of a tracked clip and the person's `BlendshapeStats` (tracked frames only)."
+    weights = smooth_weights(arkit_from_mediapipe(scores, names), smooth)
+    valid = np.ones(len(weights), bool) if filled is None else ~np.asarray(filled, bool)
+    return weights, BlendshapeStats.of(weights[valid])
+
+# %% ../nbs/15_prior.ipynb #fc5b34ef
 @dataclass
 class PriorConfig:
     "The shape of a speech prior (saved in its file)."
@@ -91,7 +101,7 @@ class PriorConfig:
         "Audio after a frame's start that its weights depend on (the encoder adds its own)."
         return self.ahead/(FEATURES_PER_VIDEO_FRAME*FPS)
 
-# %% ../nbs/15_prior.ipynb #8481118f
+# %% ../nbs/15_prior.ipynb #3014e41b
 class SpeechPrior(nn.Module):
     """Audio windows [B, window, D] -> standardised ARKit blendshapes [B, 52]: the window is encoded by two
     residual convolutions, and 52 learned queries (one per blendshape) attend over it (GaussianFace's design)."""
@@ -124,7 +134,7 @@ class SpeechPrior(nn.Module):
         "The typical range of the people the prior learned from (for a speaker with no statistics of their own)."
         return BlendshapeStats(self.weight_mean.cpu().numpy(), self.weight_std.cpu().numpy())
 
-# %% ../nbs/15_prior.ipynb #e148ed5a
+# %% ../nbs/15_prior.ipynb #16de11be
 @torch.no_grad()
 def predict(prior:SpeechPrior, features:np.ndarray,   # [F, D] speech features at 50 Hz
             n_frames:int|None=None,                    # video frames (default: F/2)
@@ -144,7 +154,7 @@ def predict(prior:SpeechPrior, features:np.ndarray,   # [F, D] speech features a
         out.append(prior(torch.from_numpy(features[index]).to(device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, N_BLENDSHAPES), np.float32)
 
-# %% ../nbs/15_prior.ipynb #16de11be
+# %% ../nbs/15_prior.ipynb #ae9f8013
 class PriorStream:
     "The prior on live audio: `push` 16 kHz chunks, get the weights of every frame whose audio is complete."
     def __init__(self, prior:SpeechPrior, encoder:AudioEncoder, stats:BlendshapeStats|None=None):
@@ -191,7 +201,7 @@ class PriorStream:
         self.reset()
         return out
 
-# %% ../nbs/15_prior.ipynb #fed447ab
+# %% ../nbs/15_prior.ipynb #9033225f
 def speech_weights(prior:SpeechPrior, encoder:AudioEncoder, audio:np.ndarray,
                    stats:BlendshapeStats|None=None) -> np.ndarray:
     "[round(seconds*25), 52] ARKit weights of `audio` (16 kHz mono float), in `stats`' range (default: the corpus's)."
@@ -200,7 +210,7 @@ def speech_weights(prior:SpeechPrior, encoder:AudioEncoder, audio:np.ndarray,
     n = max(1, round(len(audio)*FPS/SAMPLE_RATE))
     return (stats or prior.corpus_stats).weights(predict(prior, encoder(audio), n))
 
-# %% ../nbs/15_prior.ipynb #438f1446
+# %% ../nbs/15_prior.ipynb #2f605e34
 PRIOR_ENV = "BEING_PRIOR"
 PRIOR_FILE = "prior.pt"
 PRIOR_FORMAT = "being_nb.speech_prior/1"
@@ -226,7 +236,7 @@ def load_prior(path, device=None) -> SpeechPrior:
     prior.card = saved.get("card", {})
     return prior.to(device or "cpu").eval()
 
-# %% ../nbs/15_prior.ipynb #cc14dc85
+# %% ../nbs/15_prior.ipynb #5a668ab6
 PRIOR_TIMINGS = {"streaming": "prior.pt", "centred": "prior_centred.pt"}   # the shipped priors, by look-ahead
 
 def shipped_prior(timing:str="streaming") -> Path:
@@ -253,7 +263,7 @@ def find_prior(path=None, device=None, timing:str="streaming") -> SpeechPrior:
     prior.source = f"{found} ({how})"
     return prior
 
-# %% ../nbs/15_prior.ipynb #8b7b97a5
+# %% ../nbs/15_prior.ipynb #5578145f
 @dataclass
 class PriorClip:
     "One person's (speech features, blendshapes) pairs."
@@ -292,15 +302,15 @@ def clip_from_avatar(folder,              # a prepared avatar folder
                          fix=f"run `being prepare VIDEO --name {folder.name} --audio-encoder {features}`, or pretrain on "
                              f"the features it has")
     feats = np.load(feature_file).astype(np.float32)
-    try: weights = arkit_from_mediapipe(scores, names)
+    try: arkit_from_mediapipe(scores[:1], names)
     except ValueError as e: raise BeingError(f"the track's blendshapes are unusable ({e})", track,
                                              fix="rerun `being prepare --force`") from e
-    weights = smooth_weights(weights, smooth)
     valid = ~np.asarray(filled, bool)
     if valid.sum() < 2: raise BeingError("no tracked face in this clip", track, fix="prepare a clip that shows a face")
-    return PriorClip(folder.name, feats, weights, valid, BlendshapeStats.of(weights[valid]))
+    weights, stats = tracked_weights(scores, names, filled, smooth)
+    return PriorClip(folder.name, feats, weights, valid, stats)
 
-# %% ../nbs/15_prior.ipynb #5578145f
+# %% ../nbs/15_prior.ipynb #5b8f4eaa
 def check_features(prior:SpeechPrior, features:str, where=None):
     "A clear error unless `prior` hears `features` (an encoder name)."
     if prior.config.features != features:
@@ -308,3 +318,14 @@ def check_features(prior:SpeechPrior, features:str, where=None):
                          where or getattr(prior, "source", None),
                          fix=f"prepare with `--audio-encoder {prior.config.features}`, or pass --prior with a prior "
                              f"pretrained on {features!r} features (`being pretrain ... --features {features}`)")
+
+# %% ../nbs/15_prior.ipynb #3ee74e3d
+def prior_encoder(prior:SpeechPrior, spec=None, device=None) -> AudioEncoder:
+    "The speech encoder whose features `prior` hears, or a clear error naming the one found instead."
+    from being_nb.audio import load_audio_encoder
+    encoder = load_audio_encoder("mel" if prior.config.features == "mel" else spec, device=device)
+    if encoder.name != prior.config.features:
+        raise BeingError(f"the speech prior hears {prior.config.features!r} features, but the speech encoder found is "
+                         f"{encoder.name!r}", getattr(prior, "source", None),
+                         fix=f"pass --audio-encoder (or set $BEING_AUDIO_ENCODER) with the {prior.config.features} encoder")
+    return encoder

@@ -142,10 +142,9 @@ class AvatarData:
         self.train_idx, self.test_idx = split_frames(self.n)
         self.drive = drive
         if drive == "blendshapes":     # the frame's own jaw and mouth shapes, smoothed, as z-scores in this person's range
-            from being_nb.prior import BlendshapeStats, smooth_weights
-            from being_nb.face import SPEECH_INDEX, arkit_from_mediapipe
-            weights = smooth_weights(arkit_from_mediapipe(self.track.blendshapes, self.track.blendshape_names))
-            self.stats = BlendshapeStats.of(weights[~self.track.filled.astype(bool)])
+            from being_nb.prior import tracked_weights
+            from being_nb.face import SPEECH_INDEX
+            weights, self.stats = tracked_weights(self.track.blendshapes, self.track.blendshape_names, self.track.filled)
             self.shapes = torch.tensor(self.stats.standardise(weights)[:, SPEECH_INDEX], device=self.device)
             self.silent_shapes = torch.zeros_like(self.shapes[0])   # the person's mean mouth until a prior says better
 
