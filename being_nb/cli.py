@@ -178,6 +178,8 @@ def _train_args(p):
     p.add_argument("--prior", action="store_true",
                    help="drive the avatar by jaw and mouth blendshapes: tracked ones in training, the speech prior's at "
                         "inference (default: the motion field hears the audio directly)")
+    p.add_argument("--threads", type=int, help="PyTorch CPU threads (default: all cores on the CPU, at most 8 on CUDA; or "
+                   "OMP_NUM_THREADS). Set it when several trainings share a machine")
 
 @command("train", "Train an avatar's Gaussians and motion field (Ctrl-C saves a checkpoint; --resume continues).", _train_args)
 def cmd_train(args):
@@ -186,9 +188,9 @@ def cmd_train(args):
     timing = {"streaming": STREAMING, "centred": CENTRED}[args.timing]
     t = train(args.name, root=args.root, iterations=args.iterations, device=args.device, resume=args.resume,
               size=args.size, encoder=args.features, window_ahead=timing.window_ahead, neighbours_ahead=timing.neighbours_ahead,
-              drive="blendshapes" if args.prior else "audio")
+              drive="blendshapes" if args.prior else "audio", threads=args.threads)
     print(f"trained {args.name}: step {t.step_count}, {len(t.model.head['means']) + len(t.model.mouth['means'])} "
-          f"Gaussians; checkpoint {t.model_dir/'latest.pt'}")
+          f"Gaussians; checkpoint {t.avatar.latest_checkpoint}")
 
 def _eval_args(p):
     p.add_argument("name", help="a trained avatar")
@@ -306,7 +308,7 @@ def cmd_demo(args):
     out = speak("sample", args.text, args.output, root=args.root, device=args.device)
     root = f" --root {args.root}" if args.root else ""
     print(f"wrote {out}: the avatar saying a sentence it never heard ({time.time() - t0:.0f} s in all)\n"
-          f"side by side with the real held-out frames: {report.avatar.model_dir/'eval.mp4'}\n"
+          f"side by side with the real held-out frames: {report.avatar.eval_video}\n"
           f"live in the browser: being serve{root}   then open http://127.0.0.1:8000/?avatar=sample")
 
 # %% ../nbs/90_cli.ipynb #d2660ba3

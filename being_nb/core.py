@@ -20,7 +20,8 @@ from . import __version__
 __all__ = ['FPS', 'SAMPLE_RATE', 'FEATURE_RATE', 'DEFAULT_SIZE', 'FACE_LANDMARKER', 'AUDIO_ENCODER_ENV', 'BeingError',
            'avatars_root', 'cache_dir', 'check_avatar_name', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text',
            'atomic_write_json', 'atomic_dir', 'file_digest', 'tree_digest', 'software_versions', 'Manifest',
-           'AvatarDir', 'get_device', 'set_quiet', 'progress', 'prefetch', 'ordered_map', 'Asset', 'locate_asset',
+           'AvatarDir', 'split_frames', 'get_device', 'training_threads', 'set_training_threads', 'set_quiet',
+           'progress', 'sigterm_as_interrupt', 'truncate_log', 'prefetch', 'ordered_map', 'Asset', 'locate_asset',
            'find_asset']
 
 # %% ../nbs/00_core.ipynb #dd84e3cd
@@ -216,6 +217,16 @@ class AvatarDir:
     audio = property(lambda self: self.path/"audio.wav")
     features_dir = property(lambda self: self.path/"features")
     model_dir = property(lambda self: self.path/"model")
+    # the model folder, written by `being train` and `being eval`
+    model_file = property(lambda self: self.model_dir/"model.pt")          # weights + config: all inference loads
+    latest_checkpoint = property(lambda self: self.model_dir/"latest.pt")  # + optimiser and RNG states (resume)
+    model_config = property(lambda self: self.model_dir/"config.json")     # model and training settings
+    train_log = property(lambda self: self.model_dir/"metrics.jsonl")      # one JSON line per logged step
+    eval_metrics = property(lambda self: self.model_dir/"metrics.json")    # `being eval`'s figures
+    eval_renders = property(lambda self: self.model_dir/"eval_renders.npz")
+    eval_video = property(lambda self: self.model_dir/"eval.mp4")
+    export_ply = property(lambda self: self.model_dir/"export.ply")
+    def step_checkpoint(self, step:int) -> Path: return self.model_dir/f"step_{step:06d}.pt"
 
     def frame_path(self, i:int) -> Path: return self.frames_dir/f"{i:06d}.jpg"
     def mask_path(self, i:int) -> Path: return self.masks_dir/f"{i:06d}.png"
@@ -239,6 +250,12 @@ class AvatarDir:
 
     def __repr__(self): return f"AvatarDir({self.name!r}, root={str(self.root)!r})"
 
+# %% ../nbs/00_core.ipynb #ec568cc9
+def split_frames(n:int) -> tuple[np.ndarray, np.ndarray]:
+    "Indices of the training frames (first 10/11) and the held-out frames (last 1/11, at least one) of `n` frames."
+    n_test = max(1, n//11)
+    return np.arange(n - n_test), np.arange(n - n_test, n)
+
 # %% ../nbs/00_core.ipynb #3582c75d
 def get_device(device=None):
     "The torch device to use: `device` if given, else `$BEING_DEVICE`, else `cuda` when available, else `cpu`."
@@ -250,6 +267,22 @@ def get_device(device=None):
         raise BeingError("CUDA was requested but this PyTorch has no usable CUDA device",
                          fix="run with --device cpu, or install a CUDA build of PyTorch")
     return dev
+
+# %% ../nbs/00_core.ipynb #57d38c2b
+def training_threads(device, threads:int|None=None, processes:int=1) -> int:
+    "How many PyTorch CPU threads one of `processes` training processes on this host should use (see above)."
+    if threads: return int(threads)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit(): return int(os.environ["OMP_NUM_THREADS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = max(1, cores//max(1, processes))
+    return min(8, share) if str(device).startswith("cuda") else share
+
+def set_training_threads(device, threads:int|None=None, processes:int=1) -> int:
+    "Set PyTorch's CPU threads to `training_threads(...)`; returns the count."
+    import torch
+    n = training_threads(device, threads, processes)
+    if n != torch.get_num_threads(): torch.set_num_threads(n)
+    return n
 
 # %% ../nbs/00_core.ipynb #0c2a3409
 _quiet = bool(os.environ.get("BEING_QUIET"))
@@ -263,6 +296,21 @@ def progress(iterable=None, total:int|None=None, desc:str|None=None, unit:str="i
     "A progress bar over `iterable` (tqdm), hidden when quiet."
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=_quiet, dynamic_ncols=True,
                 leave=False, **kwargs)
+
+# %% ../nbs/00_core.ipynb #06ab8474
+def sigterm_as_interrupt():
+    "Make SIGTERM raise `KeyboardInterrupt` (main thread only); returns the previous handler, or None."
+    import signal
+    if threading.current_thread() is not threading.main_thread(): return None
+    def handler(signum, frame): raise KeyboardInterrupt
+    return signal.signal(signal.SIGTERM, handler)
+
+def truncate_log(path:Path, step:int):
+    "Keep only the JSON lines of `path` whose `step` is at most `step` (atomically; no file: nothing to do)."
+    path = Path(path)
+    if not path.exists(): return
+    lines = [l for l in path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
+    with atomic_path(path) as tmp: tmp.write_text("".join(l + "\n" for l in lines))
 
 # %% ../nbs/00_core.ipynb #3e3f6bf3
 def prefetch(iterable:Iterable, depth:int=8) -> Iterator:

@@ -1,4 +1,4 @@
-"""ARKit's 52 blendshape names in Apple's order, the mouth and jaw subset speech drives, and the mapping from MediaPipe's scores.
+"""The vocabulary every stage shares: ARKit's 52 blendshape names in Apple's order, the mouth and jaw subset speech drives, the mapping from MediaPipe's scores, MediaPipe's mesh landmark groups and the mask labels.
 
 Docs: https://being-nb.github.io/being_nb/face.html.md"""
 
@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['ARKIT_BLENDSHAPES', 'N_BLENDSHAPES', 'SPEECH_BLENDSHAPES', 'SPEECH_INDEX', 'blendshape_index', 'arkit_from_mediapipe']
+__all__ = ['ARKIT_BLENDSHAPES', 'N_BLENDSHAPES', 'SPEECH_BLENDSHAPES', 'SPEECH_INDEX', 'N_MESH', 'LANDMARKS', 'BACKGROUND',
+           'FACE', 'MOUTH', 'LIPS', 'HEAD', 'TORSO', 'LABEL_NAMES', 'HEAD_LABELS', 'blendshape_index',
+           'arkit_from_mediapipe', 'loop_halves']
 
 # %% ../nbs/03_face.ipynb #c989b0e7
 ARKIT_BLENDSHAPES = (
@@ -51,3 +53,30 @@ def arkit_from_mediapipe(scores:np.ndarray,   # [T, K] MediaPipe FaceLandmarker 
         raise ValueError(f"only {len(found)} of the names are ARKit blendshapes: is this a blendshape track?")
     for i, j in found: out[:, i] = scores[:, j]
     return out
+
+# %% ../nbs/03_face.ipynb #b22eac5b
+N_MESH = 468      # landmarks of MediaPipe's face mesh; 468-477 are the irises (478 in all)
+LANDMARKS = {k: np.array(v) for k, v in {
+    "lips_outer": [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185],
+    "lips_inner": [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191],
+    "face_oval": [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
+                  176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109],
+    "left_eye": [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466],
+    "right_eye": [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246],
+    "left_brow": [276, 282, 283, 293, 295, 296, 300, 334],
+    "right_brow": [46, 52, 53, 63, 65, 66, 70, 105]}.items()}
+LANDMARKS["mouth"] = np.union1d(LANDMARKS["lips_outer"], LANDMARKS["lips_inner"])
+
+# %% ../nbs/03_face.ipynb #ddf61bc1
+def loop_halves(name:str,     # a closed loop of `LANDMARKS` (lips_inner, lips_outer, left_eye, right_eye)
+                split:int,    # the position in the loop of the second corner
+                ) -> tuple[tuple, tuple]:
+    """The loop `name` cut at its first point and at position `split` into two chains that both run from the
+    first corner to the second: the stored order, then the other side reversed (lower and upper lip or lid)."""
+    loop = [int(i) for i in LANDMARKS[name]]
+    return tuple(loop[:split + 1]), tuple([loop[0]] + loop[split:][::-1])
+
+# %% ../nbs/03_face.ipynb #89cbe4fc
+BACKGROUND, FACE, MOUTH, LIPS, HEAD, TORSO = range(6)     # the values of every mask (masks/000000.png ...)
+LABEL_NAMES = ("background", "face", "mouth interior", "lips", "hair / rest of head", "torso / neck")
+HEAD_LABELS = (FACE, MOUTH, LIPS, HEAD)                   # what the avatar's Gaussians render: the rest is replayed

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from .tracking import LANDMARKS
+from .face import LANDMARKS, HEAD_LABELS
 
 # %% auto #0
 __all__ = ['SH_C0', 'rgb_to_sh0', 'gaussian_set', 'activated', 'sample_surface', 'neighbour_scales', 'head_proxy',
@@ -125,12 +125,11 @@ def initial_gaussians(vertices:np.ndarray,     # [468,3] the fitted face shape
                       n_face:int=20_000, n_head:int=20_000, n_mouth:int=3_000, sh_degree:int=1,
                       seed:int=0) -> InitialGaussians:
     "Head and mouth-interior Gaussian sets for one avatar."
-    from being_nb.parsing import FACE, HEAD, LIPS, MOUTH
     rng = np.random.default_rng(seed)
     face = sample_surface(vertices, triangles, n_face, rng)
     centre, axes = head_proxy(vertices)
     proxy = ellipsoid_points(centre, axes, 4*n_head, rng)
-    proxy = proxy[(proxy[:, 2] > vertices[:, 2].min() + 2.0) & keep_on_labels(proxy, views, [FACE, HEAD, LIPS, MOUTH])]
+    proxy = proxy[(proxy[:, 2] > vertices[:, 2].min() + 2.0) & keep_on_labels(proxy, views, HEAD_LABELS)]
     head_points = np.concatenate([face, proxy[:n_head]])
     w2c, K, _ = views[0]
     head = gaussian_set(head_points, colors_at(head_points, w2c, K, frame), neighbour_scales(head_points),

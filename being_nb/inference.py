@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from .core import BeingError, AvatarDir, FPS, SAMPLE_RATE, get_device
-from .train import AvatarData
-from .evaluate import load_model
+from .data import Replay
+from .model import load_model
 from .motion import NEIGHBOURS, WINDOW
 from .face import SPEECH_INDEX
 
@@ -123,18 +123,15 @@ class Engine:
             check_features(self.prior, cfg.features, self.avatar.path)
             self.timing = PriorTiming(self.prior.config.window, self.prior.config.ahead)
         else: self.timing = cfg.timing
-        self.data = AvatarData(self.avatar, cfg.size, self.device, encoder=None if self.prior else cfg.features,
-                               timing=cfg.timing)
-        self.size = self.data.size
+        self.replay = Replay(self.avatar, cfg.size, self.device)     # what the avatar replays; decoded as shown
+        self.size = cfg.size
         self.encoder = (prior_encoder(self.prior, audio_encoder, self.device) if self.prior is not None
                         else matching_encoder(self.avatar, cfg.features, audio_encoder, self.device))
-        self.replay = torch.as_tensor(self.data.train_idx, device=self.device)   # the frames the model learned from
-        self.backgrounds = torch.stack([(self.data.frame(int(k))[2]*255).round().byte() for k in self.data.train_idx])
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
         self.silence = self.encoder(np.zeros(SAMPLE_RATE, np.float32))[FPS]      # one feature frame of silence
         shape = (len(SPEECH_INDEX),) if self.prior is not None else (2*NEIGHBOURS + 1, WINDOW, len(self.silence))
         self.speech = torch.as_tensor(SPEECH_INDEX, device=self.device)          # the prior's columns the avatar takes
-        self.graphs = (DeformGraphs(self.model, self.batch, shape, self.data.expression.shape[1], self.device)
+        self.graphs = (DeformGraphs(self.model, self.batch, shape, self.replay.expression.shape[1], self.device)
                        if self.device.type == "cuda" and _graphs_wanted(cuda_graphs) else None)
 
     def features(self, audio:np.ndarray) -> np.ndarray:
@@ -155,13 +152,12 @@ class Engine:
         "uint8 frames [B, H, W, 3] (on the device) for output frame counters `steps` and motion inputs [B, 9, 16, D]."
         n = len(self.replay)
         pick = torch.tensor([replay_index(int(j), n) for j in steps], device=self.device)
-        k = self.replay[pick]
-        expression = self.data.expression[k]
+        expression = self.replay.expression[pick]
         if self.prior is not None: inputs = self.prior(inputs)[:, self.speech]     # the prior, batched with the frames
         head, mouth = (self.graphs(inputs, expression) if self.graphs is not None and len(inputs) <= self.batch
                        else self.model.gaussians(inputs, expression, batched=True))
-        images = self.model.render_deformed(head, mouth, self.data.w2c[k], self.data.K, self.size,
-                                            self.backgrounds[pick].float()/255)
+        images = self.model.render_deformed(head, mouth, self.replay.w2c[pick], self.replay.K, self.size,
+                                            self.replay.backgrounds(pick.tolist()))
         return (images.clamp(0, 1)*255).round().byte()
 
     def frames(self, audio:np.ndarray) -> Iterator[np.ndarray]:

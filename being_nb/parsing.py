@@ -14,17 +14,14 @@ import cv2
 import numpy as np
 
 from .core import ordered_map
-from .tracking import LANDMARKS
+from .face import LANDMARKS, BACKGROUND, FACE, MOUTH, LIPS, HEAD, TORSO, LABEL_NAMES, N_MESH
 
 # %% auto #0
-__all__ = ['BACKGROUND', 'FACE', 'MOUTH', 'LIPS', 'HEAD', 'TORSO', 'WORK_SIZE', 'LABEL_NAMES', 'LABEL_COLORS', 'colorize', 'fill',
-           'jaw_line', 'face_regions', 'person_prior', 'Plate', 'masked_median', 'background_plate', 'person_mask',
-           'label_frame', 'parse_frames', 'plate_error', 'mouth_coverage']
+__all__ = ['WORK_SIZE', 'LABEL_COLORS', 'colorize', 'fill', 'jaw_line', 'face_regions', 'person_prior', 'Plate', 'masked_median',
+           'background_plate', 'person_mask', 'label_frame', 'parse_frames', 'plate_error', 'mouth_coverage']
 
 # %% ../nbs/11_parsing.ipynb #ef8d0e20
-BACKGROUND, FACE, MOUTH, LIPS, HEAD, TORSO = range(6)
 WORK_SIZE = 128    # person masks are found at this resolution, then upsampled
-LABEL_NAMES = ["background", "face", "mouth interior", "lips", "hair / rest of head", "torso / neck"]
 LABEL_COLORS = np.array([[0, 0, 0], [255, 200, 150], [150, 0, 60], [230, 60, 90], [120, 80, 40], [60, 120, 220]],
                         np.uint8)
 

@@ -17,17 +17,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from fastcore.basics import patch_to
 
-from .core import BeingError, AvatarDir, SAMPLE_RATE, FPS, atomic_path, atomic_write_json, avatars_root, progress, set_quiet
-from .train import split_frames, _truncate_log, _sigterm_as_interrupt
+from .core import (BeingError, AvatarDir, SAMPLE_RATE, FPS, atomic_path, atomic_write_json, avatars_root, progress,
+                           set_quiet, set_training_threads, sigterm_as_interrupt, split_frames, truncate_log)
 from .face import N_BLENDSHAPES, SPEECH_INDEX, blendshape_index
 from .prior import (PriorClip, PriorConfig, SpeechPrior, BlendshapeStats, clip_from_avatar, predict,
                             save_prior, window_index, STREAMING_AHEAD, PRIOR_WINDOW)
 
 # %% auto #0
-__all__ = ['PretrainConfig', 'Corpus', 'resolve_avatars', 'build_corpus', 'corpus_windows', 'DistInfo', 'share_threads',
-           'init_distributed', 'learning_rate', 'step_generator', 'prior_loss', 'Pretrainer', 'typical_stats',
-           'mask_windows', 'pearson', 'best_lag', 'frame_energy', 'judge_prior', 'pretrain', 'pretrain_parser',
-           'run_from_args', 'main']
+__all__ = ['PretrainConfig', 'Corpus', 'resolve_avatars', 'build_corpus', 'corpus_windows', 'DistInfo', 'init_distributed',
+           'learning_rate', 'step_generator', 'prior_loss', 'Pretrainer', 'typical_stats', 'mask_windows', 'pearson',
+           'best_lag', 'frame_energy', 'judge_prior', 'pretrain', 'pretrain_parser', 'run_from_args', 'main']
 
 # %% ../nbs/16_pretrain.ipynb #6c826978
 @dataclass
@@ -134,19 +133,14 @@ class DistInfo:
     @property
     def main(self) -> bool: return self.rank == 0
 
-def share_threads(local_world:int):
-    "Give this process its share of the machine's cores (unless OMP_NUM_THREADS says otherwise)."
-    if os.environ.get("OMP_NUM_THREADS"): return
-    torch.set_num_threads(max(1, (os.cpu_count() or 1)//max(1, local_world)))
-
-def init_distributed(device=None) -> DistInfo:
+def init_distributed(device=None, threads:int|None=None) -> DistInfo:
     "Join the process group `torchrun` describes in the environment; a plain single process otherwise."
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    share_threads(int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
     cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     dev = torch.device(f"cuda:{local}") if cuda and (world > 1 or device in (None, "cuda")) else torch.device(device or "cpu")
     if dev.type == "cuda": torch.cuda.set_device(dev)
+    set_training_threads(dev, threads, int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
     if rank != 0: set_quiet(True)             # one progress bar: rank 0's
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
@@ -335,7 +329,7 @@ def _resume(self):
     self.opt.load_state_dict(state["optimizer"])
     self.step = state["step"]
     self.corpus.shift = np.asarray(state.get("shift", np.zeros(len(self.corpus.clips))), np.int64)
-    _truncate_log(self.output/"metrics.jsonl", self.step)
+    truncate_log(self.output/"metrics.jsonl", self.step)
 
 # %% ../nbs/16_pretrain.ipynb #c49b1ab2
 @patch_to(Pretrainer)
@@ -344,7 +338,7 @@ def run(self, until:int|None=None) -> dict:
     until = self.cfg.steps if until is None else until
     main, last = self.info.main, {}
     log = open(self.output/"metrics.jsonl", "a") if main else None
-    old = _sigterm_as_interrupt()
+    old = sigterm_as_interrupt()
     bar = progress(total=until, initial=self.step, desc="pretraining the speech prior", unit="step")
     try:
         while self.step < until:
@@ -415,9 +409,11 @@ def judge_prior(prior:SpeechPrior, clip:PriorClip, audio:np.ndarray|None=None) -
 def pretrain(avatars,                     # prepared avatar names (under `root`) or folders
              output,                      # folder for prior.pt, checkpoint.pt and metrics.jsonl
              root=None, hold_out=(),      # avatars to leave out entirely (reported as unseen people)
-             resume:bool=False, device=None, **settings) -> dict:
+             resume:bool=False, device=None,
+             threads:int|None=None,       # CPU threads per process (default: core's `training_threads`)
+             **settings) -> dict:
     "Train a speech prior (see `PretrainConfig` for `settings`); run under `torchrun` for several processes."
-    info = init_distributed(device)
+    info = init_distributed(device, threads)
     try:
         folders = resolve_avatars(avatars, root)
         held = set(hold_out)
@@ -467,6 +463,7 @@ def pretrain_parser(parser:argparse.ArgumentParser|None=None) -> argparse.Argume
                    help="re-estimate each clip's audio-video offset every N steps (default: off)")
     p.add_argument("--raw-targets", action="store_true", help="learn raw weights instead of per-person z-scores (for comparison)")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, help="PyTorch CPU threads per process (default: its share of the cores, at most 8 on CUDA; or OMP_NUM_THREADS)")
     if parser is None:
         p.add_argument("--root", help="folder holding the avatars")
         p.add_argument("--device", help="cpu or cuda (default: CUDA when present; torchrun gives each process its GPU)")
@@ -478,7 +475,7 @@ def run_from_args(args) -> dict:
     from being_nb.prior import CENTRED_AHEAD
     ahead = STREAMING_AHEAD if args.timing == "streaming" else CENTRED_AHEAD
     steps = {} if args.steps is None else {"steps": args.steps}
-    return pretrain(args.avatars, args.output, args.root, args.hold_out, args.resume, args.device,
+    return pretrain(args.avatars, args.output, args.root, args.hold_out, args.resume, args.device, args.threads,
                     features=args.features, **steps, batch=args.batch, lr=args.lr, ahead=ahead, seed=args.seed,
                     standardise=not args.raw_targets, width=args.width, dropout=args.dropout,
                     weight_decay=args.weight_decay, align_every=args.align_every,

@@ -15,21 +15,22 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from .core import BeingError, FPS, SAMPLE_RATE, atomic_write_json, cache_dir
+from .face import LANDMARKS, N_MESH, loop_halves
 from .tracking import landmarker, _mp_image
 from .media import write_video
-from .tts import synthesize
+from .tts import synthesize, synthesize_fresh
 
 # %% auto #0
-__all__ = ['DEFAULT_TEXT', 'SAMPLE_VERSION', 'UPPER_INNER_LIP', 'LOWER_INNER_LIP', 'RIGHT_UPPER_LID', 'RIGHT_LOWER_LID',
-           'LEFT_UPPER_LID', 'LEFT_LOWER_LID', 'FACE_OVAL', 'N_MESH', 'SampleClip', 'sample_portrait', 'face_landmarks',
-           'phoneme_openness', 'mouth_opening', 'blink_track', 'head_motion', 'rotation_matrix', 'MouthShape',
-           'mouth_motion', 'blink_motion', 'FaceRig', 'TriangleMap', 'triangle_map', 'apply_map', 'render_face',
-           'script_sample', 'make_sample_clip', 'sample_clip']
+__all__ = ['DEFAULT_TEXT', 'SAMPLE_VERSION', 'LOWER_INNER_LIP', 'UPPER_INNER_LIP', 'RIGHT_LOWER_LID', 'RIGHT_UPPER_LID',
+           'LEFT_LOWER_LID', 'LEFT_UPPER_LID', 'SampleClip', 'sample_portrait', 'face_landmarks', 'phoneme_openness',
+           'mouth_opening', 'blink_track', 'head_motion', 'rotation_matrix', 'MouthShape', 'mouth_motion',
+           'blink_motion', 'FaceRig', 'TriangleMap', 'triangle_map', 'apply_map', 'render_face', 'script_sample',
+           'make_sample_clip', 'sample_clip']
 
 # %% ../nbs/13_sample.ipynb #0c6d4180
 DEFAULT_TEXT = ("Hello there, I am a sample clip made for testing. "
                 "Watch my mouth open and close as I speak, and see me blink.")
-SAMPLE_VERSION = 1   # bump when the clip a given seed makes changes, so cached clips are remade
+SAMPLE_VERSION = 2   # bump when the clip a given seed makes changes, so cached clips are remade
 
 @dataclass
 class SampleClip:
@@ -162,16 +163,10 @@ def rotation_matrix(pitch:float, yaw:float, roll:float) -> np.ndarray:
     return rz @ ry @ rx
 
 # %% ../nbs/13_sample.ipynb #c3bea193
-# MediaPipe face mesh indices; each chain runs from one corner to the other
-UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
-LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
-RIGHT_UPPER_LID = (33, 246, 161, 160, 159, 158, 157, 173, 133)
-RIGHT_LOWER_LID = (33, 7, 163, 144, 145, 153, 154, 155, 133)
-LEFT_UPPER_LID = (263, 466, 388, 387, 386, 385, 384, 398, 362)
-LEFT_LOWER_LID = (263, 249, 390, 373, 374, 380, 381, 382, 362)
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
-             148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
-N_MESH = 468   # landmarks of the face mesh; 468-477 are the irises
+# MediaPipe face mesh chains, each from one corner to the other (the face notebook's closed loops, cut in two)
+LOWER_INNER_LIP, UPPER_INNER_LIP = loop_halves("lips_inner", 10)
+RIGHT_LOWER_LID, RIGHT_UPPER_LID = loop_halves("right_eye", 8)
+LEFT_LOWER_LID, LEFT_UPPER_LID = loop_halves("left_eye", 8)
 
 def _strip(upper, lower) -> list[tuple[int, int, int]]:
     "Triangles filling the band between two chains of point indices that share their end points."
@@ -274,7 +269,7 @@ class FaceRig:
     def __init__(self, image:np.ndarray, landmarks:np.ndarray):
         self.image, self.size = image, image.shape[1]
         face = landmarks[:N_MESH]
-        oval = face[list(FACE_OVAL), :2]
+        oval = face[LANDMARKS["face_oval"], :2]
         centre = oval.mean(0)
         rings = [np.clip(centre + s * (oval - centre), 4, self.size - 5) for s in (1.3, 1.75)]
         border = _border_points(self.size)
@@ -291,7 +286,7 @@ class FaceRig:
         self._triangulate(oval)
 
     def _triangulate(self, oval:np.ndarray):
-        outside_ids = np.concatenate([FACE_OVAL, np.arange(N_MESH, len(self.points))])
+        outside_ids = np.concatenate([LANDMARKS["face_oval"], np.arange(N_MESH, len(self.points))])
         outside = outside_ids[Delaunay(self.points[outside_ids]).simplices]
         oval_polygon = oval.astype(np.float32)
         centres = self.points[outside].mean(1)
@@ -416,7 +411,7 @@ def script_sample(text:str=DEFAULT_TEXT,  # what the sample says
                   tail_s:float=0.4,       # silence after it, at least
                   ) -> tuple[np.ndarray, SampleClip]:
     "The soundtrack (16 kHz) and the per-frame ground truth of a sample clip, before any frame is drawn."
-    speech = synthesize(text, lang=lang)
+    speech = synthesize_fresh(text, lang=lang)     # the same sample on every machine
     spoken_s = max([e for _, e, _ in speech.words] + [s for s, _ in speech.phonemes])   # from the timings
     n_frames = round((lead_s + spoken_s + tail_s) * FPS)
     hop, lead = SAMPLE_RATE // FPS, round(lead_s * SAMPLE_RATE)

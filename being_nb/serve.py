@@ -26,7 +26,7 @@ import torch
 from fastcore.basics import patch_to
 from websockets.exceptions import ConnectionClosed
 
-from .core import FPS, SAMPLE_RATE, BeingError, avatars_root, check_avatar_name
+from .core import FPS, SAMPLE_RATE, AvatarDir, BeingError, avatars_root, check_avatar_name
 from .media import encode_jpeg
 from .motion import FRAME_SAMPLES, NEIGHBOURS, WINDOW
 
@@ -435,9 +435,10 @@ def trained_avatars(root) -> list[dict]:
     root = avatars_root(root)
     found = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
-        cfg = d/"model"/"config.json"
-        if (d/"model"/"model.pt").exists() and cfg.exists():
-            found.append({"name": d.name, "size": json.loads(cfg.read_text())["model"]["size"]})
+        try: avatar = AvatarDir(d.name, root)
+        except BeingError: continue                   # not an avatar's folder
+        if avatar.model_file.exists() and avatar.model_config.exists():
+            found.append({"name": d.name, "size": json.loads(avatar.model_config.read_text())["model"]["size"]})
     return found
 
 @dataclass
@@ -487,7 +488,7 @@ def _route(self, connection, request):
     name = url.path[len("/ws/"):]
     try: check_avatar_name(name)
     except BeingError as e: return _http(connection, HTTPStatus.BAD_REQUEST, f"{e.problem}\n")
-    if not (self.root/name/"model"/"model.pt").exists():
+    if not AvatarDir(name, self.root).model_file.exists():
         return _http(connection, HTTPStatus.NOT_FOUND, f"no trained avatar {name!r} in {self.root}\n")
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return _http(connection, HTTPStatus.UPGRADE_REQUIRED, "this is a WebSocket endpoint: connect with a WebSocket client\n",

@@ -16,11 +16,12 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
 from .core import BeingError, FACE_LANDMARKER, FPS, DEFAULT_SIZE, atomic_path, find_asset, progress
+from .face import LANDMARKS, N_MESH
 
 # %% auto #0
-__all__ = ['LANDMARKS', 'landmarker', 'CanonicalFace', 'canonical_face', 'CropBox', 'find_crop', 'RawTrack', 'track_frames',
-           'visible', 'fill_gaps', 'landmark_weights', 'focal_prior', 'PoseFit', 'fit_poses', 'reprojection_error',
-           'smooth_poses', 'pose_jitter', 'Track', 'build_track', 'track_summary']
+__all__ = ['landmarker', 'CanonicalFace', 'canonical_face', 'CropBox', 'find_crop', 'RawTrack', 'track_frames', 'visible',
+           'fill_gaps', 'landmark_weights', 'focal_prior', 'PoseFit', 'fit_poses', 'reprojection_error', 'smooth_poses',
+           'pose_jitter', 'Track', 'build_track', 'track_summary']
 
 # %% ../nbs/10_tracking.ipynb #7e9f6fbc
 @contextlib.contextmanager
@@ -94,18 +95,6 @@ def _packed_varints(buf:bytes) -> list[int]:
     out, i = [], 0
     while i < len(buf): v, i = _varint(buf, i); out.append(v)
     return out
-
-# %% ../nbs/10_tracking.ipynb #b22eac5b
-LANDMARKS = {k: np.array(v) for k, v in {
-    "lips_outer": [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185],
-    "lips_inner": [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191],
-    "face_oval": [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
-                  176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109],
-    "left_eye": [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466],
-    "right_eye": [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246],
-    "left_brow": [276, 282, 283, 293, 295, 296, 300, 334],
-    "right_brow": [46, 52, 53, 63, 65, 66, 70, 105]}.items()}
-LANDMARKS["mouth"] = np.union1d(LANDMARKS["lips_outer"], LANDMARKS["lips_inner"])
 
 # %% ../nbs/10_tracking.ipynb #bae0183f
 @dataclass
@@ -341,7 +330,7 @@ def fit_poses(landmarks:np.ndarray,         # [T, 478, 3] crop pixels
               fit_shape:bool=True) -> PoseFit:
     "Fit one focal length, the face shape and a rigid pose per frame by weighted reprojection."
     X0, weights = canonical_face().vertices.astype(np.float64), landmark_weights().astype(np.float64)
-    uv, c, X = landmarks[:, :468, :2].astype(np.float64), size/2, canonical_face().vertices.astype(np.float64)
+    uv, c, X = landmarks[:, :N_MESH, :2].astype(np.float64), size/2, canonical_face().vertices.astype(np.float64)
     R, t = _frontal_start(X, uv, f_prior, c)
     R, t, _ = _gauss_newton_poses(X, uv, weights, f_prior, c, R, t, iterations=10)
     f = _search_focal(X, uv, weights, c, R, t, f_prior, prior_weight, search, probes)
@@ -444,7 +433,7 @@ def build_track(raw:RawTrack, crop:CropBox, smooth_sigma:float=1.5, source=None)
     filled = fill_gaps(raw, source=source)
     fit = fit_poses(raw.landmarks, raw.size, focal_prior(crop, raw.size))
     w2c = smooth_poses(fit.w2c, smooth_sigma)
-    reproj = reprojection_error(w2c, fit.K, raw.landmarks[:, :468, :2].astype(np.float64), landmark_weights() >= 1,
+    reproj = reprojection_error(w2c, fit.K, raw.landmarks[:, :N_MESH, :2].astype(np.float64), landmark_weights() >= 1,
                                 fit.vertices)
     f32 = lambda a: np.asarray(a, np.float32)
     return Track(raw.landmarks, raw.blendshapes, np.array(raw.blendshape_names), f32(w2c), f32(fit.w2c), f32(fit.K),
@@ -453,7 +442,7 @@ def build_track(raw:RawTrack, crop:CropBox, smooth_sigma:float=1.5, source=None)
 
 def track_summary(track:Track) -> dict:
     "Quality figures of a track: faces found, jitter before and after smoothing, reprojection errors."
-    uv, rigid = track.landmarks[:, :468, :2].astype(np.float64), landmark_weights() >= 1
+    uv, rigid = track.landmarks[:, :N_MESH, :2].astype(np.float64), landmark_weights() >= 1
     err = lambda w2c, X=None: round(float(np.median(reprojection_error(w2c.astype(np.float64), track.K.astype(np.float64),
                                                                        uv, rigid, X))), 3)
     return {"frames": len(track), "face_found_pct": round(100*(1 - float(track.filled.mean())), 2),

@@ -16,7 +16,7 @@ import soxr
 from .core import BeingError, SAMPLE_RATE
 
 # %% auto #0
-__all__ = ['RATE_RANGE', 'TTS_BACKENDS', 'Speech', 'list_voices', 'espeak_synthesize', 'synthesize']
+__all__ = ['RATE_RANGE', 'TTS_BACKENDS', 'Speech', 'list_voices', 'espeak_synthesize', 'synthesize', 'synthesize_fresh']
 
 # %% ../nbs/02_tts.ipynb #f4d0ba2c
 @dataclass
@@ -266,3 +266,11 @@ def synthesize(text:str,                # what to say
         raise BeingError(f"unknown text-to-speech backend {name!r}",
                          fix=f"use one of: {', '.join(TTS_BACKENDS)} (set by backend= or $BEING_TTS)")
     return TTS_BACKENDS[name](text, lang, voice, rate_wpm)
+
+# %% ../nbs/02_tts.ipynb #ae93470c
+def synthesize_fresh(text:str, lang:str="en", voice:str|None=None, rate_wpm:int|None=None) -> Speech:
+    "`synthesize` in a fresh process (spawned, then gone): the same audio whatever this process said before."
+    import multiprocessing
+    from being_nb import tts          # the installed module's function: a notebook's own copy cannot be pickled
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(tts.synthesize, (text, lang, voice, rate_wpm))

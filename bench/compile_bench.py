@@ -36,7 +36,7 @@ if __name__ == "__main__":
     engine = Engine(args.name, args.root, args.device)
     model, device = engine.model, engine.device
     batches = [int(b) for b in args.batches.split(",")]
-    expression = lambda b: engine.data.expression[engine.replay[:b]]
+    expression = lambda b: engine.replay.expression[:b]
     report = {"avatar": args.name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "gaussians": len(model.head["means"]) + len(model.mouth["means"]), "rows": []}
     eager_motion = model.gaussians

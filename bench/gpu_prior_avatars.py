@@ -84,7 +84,8 @@ def finish(args):
     "Here (MediaPipe): LMD of every render set against the real held-out frames; merged into one JSON."
     from PIL import Image
     from being_nb.core import AvatarDir
-    from being_nb.train import split_frames, FrameCache
+    from being_nb.core import split_frames
+    from being_nb.data import FrameCache
     from being_nb.evaluate import mouth_measurements, lip_metrics
     merged = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {"avatars": {}}
     for f in args.files:
@@ -103,7 +104,7 @@ def finish(args):
         frames = FrameCache(avatar, 512)
         real = np.stack([frames[int(i)][0] for i in test])
         real_pts, real_jaw = mouth_measurements(real)
-        from being_nb.train import AvatarData
+        from being_nb.data import AvatarData
         from being_nb.evaluate import nearest_training_frames
         nearest = nearest_training_frames(AvatarData(avatar, 512, "cpu"))     # by the avatar's default speech features
         lip = lip_metrics(*mouth_measurements(np.stack([frames[int(i)][0] for i in nearest])), real_pts, real_jaw)

@@ -45,10 +45,9 @@ def render_only(engine, batches):
         inputs = engine.inputs(features, range(b), n)
         out[b] = round(b*timed(lambda: engine.render(range(b), inputs), engine.device), 1)
     one = engine.inputs(features, [0], n)
-    m, d = engine.model, engine.data
-    k = int(engine.replay[0])
-    bg = engine.backgrounds[0].float()/255
-    out["per_frame_render"] = round(timed(lambda: m.render(d.w2c[k], d.K, d.size, bg, one, d.expression[[k]]), engine.device), 1)
+    m, r = engine.model, engine.replay
+    bg = r.backgrounds([0])[0]
+    out["per_frame_render"] = round(timed(lambda: m.render(r.w2c[0], r.K, r.size, bg, one, r.expression[[0]]), engine.device), 1)
     a = engine.render(range(8), engine.inputs(features, range(8), n)).int()
     b = torch.cat([engine.render([j], engine.inputs(features, [j], n)) for j in range(8)]).int()
     out["batched_vs_single_max_diff"] = int((a - b).abs().max())

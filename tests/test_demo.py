@@ -38,12 +38,13 @@ def word():
 def mouth_boxes(engine, n_frames, margin=2):
     "For each output frame, (y0, y1, x0, x1): the box around the lips of the training frame it replays."
     from being_nb.inference import replay_index
-    from being_nb.tracking import LANDMARKS, Track
+    from being_nb.face import LANDMARKS
+    from being_nb.tracking import Track
     track = Track.load(engine.avatar.track)
     scale = engine.size/track.size
     boxes = []
     for j in range(n_frames):
-        k = int(engine.replay[replay_index(j, len(engine.replay))])
+        k = int(engine.replay.index[replay_index(j, len(engine.replay))])
         p = track.landmarks[k][LANDMARKS["lips_outer"], :2]*scale
         (x0, y0), (x1, y1) = np.floor(p.min(0)).astype(int) - margin, np.ceil(p.max(0)).astype(int) + margin
         boxes.append((max(y0, 0), y1 + 1, max(x0, 0), x1 + 1))
