@@ -226,6 +226,7 @@ class AvatarDir:
     eval_renders = property(lambda self: self.model_dir/"eval_renders.npz")
     eval_video = property(lambda self: self.model_dir/"eval.mp4")
     export_ply = property(lambda self: self.model_dir/"export.ply")
+    adapted_prior = property(lambda self: self.model_dir/"prior.pt")      # the speech prior fine-tuned to this person
     def step_checkpoint(self, step:int) -> Path: return self.model_dir/f"step_{step:06d}.pt"
 
     def frame_path(self, i:int) -> Path: return self.frames_dir/f"{i:06d}.jpg"

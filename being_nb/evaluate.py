@@ -88,9 +88,9 @@ def render_fps(model:AvatarModel, data:AvatarData, frames:int=100) -> float:
 def prior_drives(avatar:AvatarDir, data:AvatarData, config, prior=None, device=None) -> torch.Tensor:
     """[T, 27] the prior's jaw and mouth shapes for every frame of the avatar's clip (from its own speech features);
     also sets `data.silent_shapes` to the prior's shapes for silence. `.source` names the prior."""
-    from being_nb.prior import find_prior, predict, check_features, prior_encoder
+    from being_nb.prior import avatar_prior, predict, check_features, prior_encoder
     from being_nb.face import SPEECH_INDEX
-    p = find_prior(prior, device, timing="centred" if config.prior_ahead > 4 else "streaming")
+    p = avatar_prior(avatar, prior, device, timing="centred" if config.prior_ahead > 4 else "streaming")
     check_features(p, config.features, avatar.path)
     features = np.load(pick_features(avatar, p.config.features))
     shapes = torch.tensor(predict(p, features, data.n)[:, SPEECH_INDEX], device=data.device)
@@ -131,7 +131,7 @@ def _render_speed(avatar, model, data, info, frames:int) -> dict:
     return {"render_fps": earlier.get("render_fps") if same else None, "device": earlier.get("device") if same else None}
 
 def evaluate(name:str, root=None, device=None, lip:bool=True, video:bool=True, fps_frames:int=100,
-             prior=None) -> dict:     # blendshape-driven avatars: the prior file (default: `find_prior`'s)
+             prior=None) -> dict:     # blendshape-driven avatars: the prior file (default: `avatar_prior`'s)
     "Evaluate the trained avatar `name` on its held-out frames; writes model/metrics.json (and model/eval.mp4)."
     avatar = AvatarDir(name, root)
     model, info = load_model(avatar, device)

@@ -111,15 +111,15 @@ class Engine:
     "A trained avatar ready to be driven by audio."
     def __init__(self, name:str, root=None, device=None, audio_encoder=None, batch:int|None=None,
                  cuda_graphs:bool|None=None,      # default: on CUDA, unless $BEING_CUDA_GRAPHS is 0
-                 prior=None):                     # blendshape-driven avatars: the prior file (default: `find_prior`'s)
+                 prior=None):                     # blendshape-driven avatars: the prior file (default: `avatar_prior`'s)
         self.avatar = AvatarDir(name, root)
         self.device = get_device(device)
         self.model, self.info = load_model(self.avatar, self.device)
         cfg = self.model.config
         self.prior = None
         if cfg.drive == "blendshapes":
-            from being_nb.prior import find_prior, check_features, prior_encoder
-            self.prior = find_prior(prior, self.device, timing="centred" if cfg.prior_ahead > 4 else "streaming")
+            from being_nb.prior import avatar_prior, check_features, prior_encoder
+            self.prior = avatar_prior(self.avatar, prior, self.device, timing="centred" if cfg.prior_ahead > 4 else "streaming")
             check_features(self.prior, cfg.features, self.avatar.path)
             self.timing = PriorTiming(self.prior.config.window, self.prior.config.ahead)
         else: self.timing = cfg.timing

@@ -24,9 +24,10 @@ from .prior import (PriorClip, PriorConfig, SpeechPrior, BlendshapeStats, clip_f
                             save_prior, window_index, STREAMING_AHEAD, PRIOR_WINDOW)
 
 # %% auto #0
-__all__ = ['PretrainConfig', 'Corpus', 'resolve_avatars', 'build_corpus', 'corpus_windows', 'DistInfo', 'init_distributed',
-           'learning_rate', 'step_generator', 'prior_loss', 'Pretrainer', 'typical_stats', 'mask_windows', 'pearson',
-           'best_lag', 'frame_energy', 'judge_prior', 'pretrain', 'pretrain_parser', 'run_from_args', 'main']
+__all__ = ['ADAPT_STEPS', 'ADAPT_LR', 'ADAPT_PULL', 'PretrainConfig', 'Corpus', 'resolve_avatars', 'build_corpus',
+           'corpus_windows', 'DistInfo', 'init_distributed', 'learning_rate', 'step_generator', 'prior_loss',
+           'Pretrainer', 'typical_stats', 'mask_windows', 'pearson', 'best_lag', 'frame_energy', 'judge_prior',
+           'adapt_prior', 'pretrain', 'pretrain_parser', 'run_from_args', 'main']
 
 # %% ../nbs/16_pretrain.ipynb #6c826978
 @dataclass
@@ -404,6 +405,41 @@ def judge_prior(prior:SpeechPrior, clip:PriorClip, audio:np.ndarray|None=None) -
         out["energy_jaw_r"] = round(pearson(e[v], truth[v, jaw]), 3)
         out["energy_jaw_r_best"] = round(best_lag(e[v], truth[v, jaw])[1], 3)
     return out
+
+# %% ../nbs/16_pretrain.ipynb #ce24606e
+ADAPT_STEPS, ADAPT_LR, ADAPT_PULL = 1000, 3e-4, 1e-3     # measured in bench/prior_adapt.py
+
+def adapt_prior(prior:SpeechPrior, clip:PriorClip,
+                steps:int=ADAPT_STEPS,         # optimiser steps (Adam)
+                lr:float=ADAPT_LR,             # learning rate
+                pull:float=ADAPT_PULL,         # weight of the squared distance to the pretrained weights (L2-SP)
+                batch:int=64,                  # frame pairs per step
+                seed:int=0, device=None) -> SpeechPrior:
+    """A copy of `prior` fine-tuned on `clip`'s first 10/11 (one person's speech features and tracked blendshapes,
+    in their own z-scores); `prior` itself is not changed. The copy's `.card` says what it was adapted to."""
+    import copy
+    cfg = PretrainConfig(features=prior.config.features, window=prior.config.window, ahead=prior.config.ahead)
+    corpus = build_corpus([clip])
+    if not len(corpus.train_pairs): raise BeingError("too few tracked frames to adapt the prior to", clip.name,
+                                                     fix="prepare a longer clip, or train with --adapt-steps 0")
+    device = torch.device(device or next(prior.parameters()).device)
+    adapted = copy.deepcopy(prior).to(device).train()
+    anchor = [p.detach().clone() for p in adapted.parameters()]
+    weights = cfg.loss_weights().to(device)
+    opt = torch.optim.Adam(adapted.parameters(), lr=lr)
+    rng = np.random.default_rng(seed); torch.manual_seed(seed)
+    for _ in progress(range(steps), desc=f"adapting the speech prior to {clip.name}", unit="step"):
+        pick = rng.choice(corpus.train_pairs, min(batch, len(corpus.train_pairs)), replace=False)
+        frames = np.stack([pick, pick + 1])
+        windows = torch.from_numpy(corpus_windows(corpus, frames.reshape(-1), cfg.window, cfg.ahead)).to(device)
+        targets = torch.from_numpy(corpus.targets[frames]).to(device)
+        loss = prior_loss(adapted(windows).view(2, len(pick), -1), targets, weights, cfg.velocity_weight)
+        if pull: loss = loss + pull*sum(((p - a)**2).sum() for p, a in zip(adapted.parameters(), anchor))
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    adapted.eval()
+    adapted.card = {**getattr(prior, "card", {}), "adapted_to": clip.name, "adapt": {"steps": steps, "lr": lr, "pull": pull},
+                    "adapted_from": getattr(prior, "source", None)}
+    return adapted
 
 # %% ../nbs/16_pretrain.ipynb #ad1b4ea4
 def pretrain(avatars,                     # prepared avatar names (under `root`) or folders

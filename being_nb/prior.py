@@ -22,7 +22,7 @@ from .face import N_BLENDSHAPES, arkit_from_mediapipe, blendshape_index
 __all__ = ['PRIOR_WINDOW', 'STREAMING_AHEAD', 'CENTRED_AHEAD', 'PRIOR_ENV', 'PRIOR_FILE', 'PRIOR_FORMAT', 'PRIOR_TIMINGS',
            'window_index', 'BlendshapeStats', 'smooth_weights', 'tracked_weights', 'PriorConfig', 'SpeechPrior',
            'predict', 'PriorStream', 'speech_weights', 'save_prior', 'load_prior', 'shipped_prior', 'locate_prior',
-           'find_prior', 'PriorClip', 'clip_from_avatar', 'check_features', 'prior_encoder']
+           'find_prior', 'avatar_prior', 'PriorClip', 'clip_from_avatar', 'check_features', 'prior_encoder']
 
 # %% ../nbs/15_prior.ipynb #5a3d68d4
 PRIOR_WINDOW = 24        # feature frames (480 ms) the prior reads for one video frame
@@ -262,6 +262,16 @@ def find_prior(path=None, device=None, timing:str="streaming") -> SpeechPrior:
     prior = load_prior(found, device)
     prior.source = f"{found} ({how})"
     return prior
+
+# %% ../nbs/15_prior.ipynb #f49a4ac9
+def avatar_prior(avatar, path=None, device=None, timing:str="streaming") -> SpeechPrior:
+    """The prior that drives the blendshape-driven `avatar` (an `AvatarDir`): `path` if given, else the avatar's adapted
+    copy (`avatar.adapted_prior`) if it has one, else `find_prior`'s for `timing`. `.source` says which."""
+    if path is None and avatar.adapted_prior.is_file():
+        prior = load_prior(avatar.adapted_prior, device)
+        prior.source = f"{avatar.adapted_prior} (adapted to {avatar.name})"
+        return prior
+    return find_prior(path, device, timing)
 
 # %% ../nbs/15_prior.ipynb #5578145f
 @dataclass

@@ -161,3 +161,16 @@ def test_blendshape_driven_avatar_served_live(sample_root):
         proc.send_signal(signal.SIGTERM)
         try: proc.wait(timeout=20)
         except subprocess.TimeoutExpired: proc.kill()
+
+def test_adapted_prior_drives_its_avatar(sample_root):
+    "`being train --prior --timing centred` adapts a copy of the prior to the person; eval and generate use that copy."
+    import torch
+    shutil.copytree(sample_root/"s", sample_root/"a", ignore=shutil.ignore_patterns("model"))
+    r = being("train", "a", "--root", str(sample_root), "--device", "cpu", "--iterations", "20", "--size", "32", "--prior",
+              "--timing", "centred", "--adapt-steps", "30", "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = torch.load(sample_root/"a"/"model"/"prior.pt", weights_only=True)["card"]
+    assert card["adapted_to"] == "a" and card["adapt"]["steps"] == 30
+    r = being("eval", "a", "--root", str(sample_root), "--device", "cpu", "--no-video", "--no-lip", "--no-fps")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "adapted to a" in json.loads((sample_root/"a"/"model"/"metrics.json").read_text())["prior"]
