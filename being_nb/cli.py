@@ -267,7 +267,12 @@ def _serve_args(p):
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--token", default=os.environ.get("BEING_TOKEN"),
-                   help="require this bearer token (or ?token=) for /avatars and sessions (default: $BEING_TOKEN; none)")
+                   help="require this bearer token (or ?token=) for /avatars and sessions (default: $BEING_TOKEN; none). "
+                        "Visible to other users in `ps`: prefer --token-file or $BEING_TOKEN")
+    p.add_argument("--token-file", help="read the token from this file (its first line)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin (https://app.example) whose pages may open sessions, besides the server's own page")
+    p.add_argument("--idle-timeout", type=float, default=60, help="close a session silent this many seconds (default 60)")
     p.add_argument("--max-sessions", type=int, default=16, help="refuse sessions beyond this many (default 16)")
     p.add_argument("--max-unacked", type=int, default=4, help="frames in flight per client before only the newest is kept (default 4)")
     p.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality of the frames (default 85)")
@@ -276,10 +281,14 @@ def _serve_args(p):
 @command("serve", "Serve live avatars over WebSocket, with a browser client at http://HOST:PORT/.", _serve_args)
 def cmd_serve(args):
     from being_nb.serve import serve
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
-        print(f"warning: listening on {args.host} without --token: anyone who can reach it can drive the avatars", file=sys.stderr)
-    serve(args.root, args.host, args.port, token=args.token, max_sessions=args.max_sessions, max_unacked=args.max_unacked,
-          device=args.device, audio_encoder=args.audio_encoder, jpeg_quality=args.jpeg_quality)
+    token = args.token
+    if args.token_file:
+        try: token = Path(args.token_file).read_text().splitlines()[0].strip()
+        except (OSError, IndexError) as e: raise BeingError(f"cannot read a token ({e})", args.token_file,
+                                                            fix="write the token on the file's first line") from None
+    serve(args.root, args.host, args.port, token=token, max_sessions=args.max_sessions, max_unacked=args.max_unacked,
+          device=args.device, audio_encoder=args.audio_encoder, jpeg_quality=args.jpeg_quality,
+          allow_origins=args.allow_origin, idle_timeout=args.idle_timeout)
 
 # %% ../nbs/90_cli.ipynb #e4119186
 DEMO_SENTENCE = "Hello! I am a talking head made by being underscore n b. I never recorded this sentence."

@@ -32,9 +32,10 @@ from .motion import FRAME_SAMPLES, NEIGHBOURS, WINDOW
 
 # %% auto #0
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
-           'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'CLIENT_HTML', 'ProtocolError', 'pack_audio', 'parse_audio',
-           'pack_frame', 'parse_frame', 'parse_text', 'Outbox', 'SpeechState', 'FrameJob', 'TextJob', 'AvatarWorker',
-           'Utterance', 'Session', 'trained_avatars', 'LoadedAvatar', 'AvatarServer', 'running_server', 'serve']
+           'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'LOOPBACK',
+           'CLIENT_HTML', 'ProtocolError', 'pack_audio', 'parse_audio', 'pack_frame', 'parse_frame', 'parse_text',
+           'Outbox', 'SpeechState', 'FrameJob', 'TextJob', 'AvatarWorker', 'Utterance', 'Session', 'trained_avatars',
+           'LoadedAvatar', 'AvatarServer', 'running_server', 'serve']
 
 # %% ../nbs/31_serve.ipynb #8f93466f
 PROTOCOL_VERSION = 1
@@ -45,6 +46,10 @@ IDLE, SPEAKING = 1, 2                       # frame flags
 FRAME_SEQ_OFFSET = 4                        # where seq sits in the frame header
 MAX_MESSAGE = 64*1024                       # inbound limit: larger messages close the connection with 1009
 MAX_CHUNK = SAMPLE_RATE                     # at most 1 s of audio per message
+MAX_GAP = SAMPLE_RATE                       # a skip in the sample index of at most 1 s is silence; a longer one is refused
+MAX_AHEAD = 2*SAMPLE_RATE                   # a session's audio may run at most 2 s ahead of real time, or it is refused
+MAX_INDEX = 2**40                           # sample indices from here on (about 2 years of audio) are refused
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 class ProtocolError(Exception):
     "A message the protocol does not allow: sent to the client as an error, then closes with `close` (if set)."
@@ -83,6 +88,7 @@ def parse_text(text:str) -> dict:
     "A JSON text message: an object with a string `type`."
     try: message = json.loads(text)
     except json.JSONDecodeError as e: raise ProtocolError("bad-json", f"malformed JSON: {e}") from None
+    except RecursionError: raise ProtocolError("bad-json", "JSON nested too deeply") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("bad-json", "a text message must be a JSON object with a string 'type'")
     return message
@@ -310,6 +316,8 @@ class Session:
         self.last_pts = -FRAME_SAMPLES
         self.idle_in_flight = 0                            # idle frames of this epoch not delivered yet
         self.failure: BaseException|None = None
+        self.began = self.last_message = time.monotonic()
+        self.accepted = 0                                  # samples taken in (gaps filled with silence included)
 
     def client_now(self) -> int:
         "The client's current sample index, estimated from the last audio that arrived."
@@ -319,12 +327,19 @@ class Session:
 # %% ../nbs/31_serve.ipynb #de7eb394
 @patch_to(Session)
 def _audio(self, index:int, samples:np.ndarray):
+    if index >= MAX_INDEX: raise ProtocolError("bad-sample-index", f"sample index {index} is beyond {MAX_INDEX}")
     u = self.utterance or Utterance(start=index)
     expected = u.start + u.received
     if index < expected:
         raise ProtocolError("bad-sample-index", f"chunk starts at sample {index}, but {expected} was expected (it goes back)", close=None)
+    if index - expected > MAX_GAP:
+        raise ProtocolError("sample-gap", f"chunk starts {index - expected} samples after the last one; a skip of at most "
+                            f"{MAX_GAP} (1 s) is taken as silence: send the audio, or end the utterance first")
     if index > expected:                              # the client skipped samples: they were silence
-        samples = np.concatenate([np.zeros(min(index - expected, 10*SAMPLE_RATE), np.float32), samples])
+        samples = np.concatenate([np.zeros(index - expected, np.float32), samples])
+    self.accepted += len(samples)                     # real time for everything this session ever sent, plus a burst
+    if self.accepted > (time.monotonic() - self.began)*SAMPLE_RATE + MAX_AHEAD:
+        raise ProtocolError("too-fast", "audio is arriving faster than real time: stream it as it plays", close=1008)
     self.utterance = u
     u.received += len(samples)
     u.last_audio = time.monotonic()
@@ -368,6 +383,7 @@ def deliver(self, items:list):
 # %% ../nbs/31_serve.ipynb #8e919671
 @patch_to(Session)
 def _handle(self, message):
+    self.last_message = time.monotonic()
     if isinstance(message, bytes):
         _, index, samples = parse_audio(message)
         return self._audio(index, samples)
@@ -393,6 +409,10 @@ async def _clock(self):
         tick = max(tick + period, time.monotonic() - period)       # a steady 25 Hz that skips, never bursts, after a stall
         await asyncio.sleep(max(0.0, tick - time.monotonic()))
         ticks += 1
+        if time.monotonic() - self.last_message > self.config["idle_timeout"]:
+            reason = f"closed after {self.config['idle_timeout']:g} s without a message from the client"
+            await self.ws.send(json.dumps({"type": "error", "code": "idle-timeout", "message": reason}))
+            return await self.ws.close(1000, reason)
         u = self.utterance
         if u is not None and time.monotonic() - u.last_audio > self.config["idle_after"]: self._end()
         elif u is None and self.idle_in_flight < 2:
@@ -450,9 +470,13 @@ class LoadedAvatar:
 class AvatarServer:
     "The live avatar server: `await start(host, port)`, then `await stop()`."
     def __init__(self, root=None, token:str|None=None, max_sessions:int=16, max_unacked:int=4, device=None,
-                 audio_encoder=None, jpeg_quality:int=85, idle_after:float=0.3, hello_timeout:float=10.0):
+                 audio_encoder=None, jpeg_quality:int=85, idle_after:float=0.3, hello_timeout:float=10.0,
+                 idle_timeout:float=60.0,      # close a session after this many seconds without a message from it
+                 allow_origins=()):            # web origins besides the server's own allowed to open sessions
         self.root, self.token, self.max_sessions, self.device, self.audio_encoder = avatars_root(root), token, max_sessions, device, audio_encoder
-        self.config = dict(max_unacked=max_unacked, jpeg_quality=jpeg_quality, idle_after=idle_after)
+        self.config = dict(max_unacked=max_unacked, jpeg_quality=jpeg_quality, idle_after=idle_after, idle_timeout=idle_timeout)
+        self.allow_origins = {o.rstrip("/").lower() for o in allow_origins}
+        self.host = "127.0.0.1"
         self.hello_timeout = hello_timeout
         self.loaded: dict[str, LoadedAvatar] = {}
         self.loading: dict[str, asyncio.Lock] = {}
@@ -466,6 +490,20 @@ class AvatarServer:
         if auth.lower().startswith("bearer "): given = auth[7:].strip()
         return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
+    def _origin_allowed(self, request) -> bool:
+        "Browsers name the page's origin: the server's own page, or one allowed with --allow-origin (CSRF, DNS rebinding)."
+        origin = request.headers.get("Origin")
+        if origin is None: return True                  # not a browser page (a script, curl, a native app)
+        origin = origin.rstrip("/").lower()
+        own = urlsplit(origin).netloc == request.headers.get("Host", "").lower()
+        return origin in self.allow_origins or (own and origin != "null")
+
+    def _host_allowed(self, request) -> bool:
+        "Bound to loopback, the Host header must name loopback too: a page on evil.example rebound to 127.0.0.1 does not."
+        if self.host not in LOOPBACK: return True       # reachable from elsewhere: the token guards it
+        host = urlsplit("//" + request.headers.get("Host", "")).hostname
+        return host in LOOPBACK
+
     def _health(self) -> dict:
         return {"status": "ok", "sessions": len(self.sessions), "max_sessions": self.max_sessions,
                 "avatars_loaded": sorted(self.loaded), "protocol": PROTOCOL_VERSION,
@@ -477,7 +515,13 @@ class AvatarServer:
 def _route(self, connection, request):
     url = urlsplit(request.path)
     query = parse_qs(url.query)
-    if url.path == "/healthz": return _http(connection, HTTPStatus.OK, self._health())
+    if not self._host_allowed(request):
+        return _http(connection, HTTPStatus.MISDIRECTED_REQUEST, "this server answers to its loopback address only\n")
+    if not self._origin_allowed(request):
+        return _http(connection, HTTPStatus.FORBIDDEN, "pages from this origin may not use this server "
+                     "(start it with --allow-origin ORIGIN to allow one)\n")
+    if url.path == "/healthz":
+        return _http(connection, HTTPStatus.OK, self._health() if self._authorized(request, query) else {"status": "ok"})
     if url.path in ("/", "/index.html"): return _http(connection, HTTPStatus.OK, CLIENT_HTML, "text/html; charset=utf-8")
     if url.path not in ("/avatars",) and not url.path.startswith("/ws/"):
         return _http(connection, HTTPStatus.NOT_FOUND, f"no route {url.path}\n")
@@ -489,7 +533,7 @@ def _route(self, connection, request):
     try: check_avatar_name(name)
     except BeingError as e: return _http(connection, HTTPStatus.BAD_REQUEST, f"{e.problem}\n")
     if not AvatarDir(name, self.root).model_file.exists():
-        return _http(connection, HTTPStatus.NOT_FOUND, f"no trained avatar {name!r} in {self.root}\n")
+        return _http(connection, HTTPStatus.NOT_FOUND, f"no trained avatar {name!r}\n")
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return _http(connection, HTTPStatus.UPGRADE_REQUIRED, "this is a WebSocket endpoint: connect with a WebSocket client\n",
                      Upgrade="websocket", Connection="Upgrade")
@@ -513,22 +557,28 @@ def _check_hello(message) -> dict:
     if not isinstance(message, str): raise ProtocolError("no-hello", "the first message must be a JSON hello", close=1008)
     m = parse_text(message)
     if m["type"] != "hello": raise ProtocolError("no-hello", f"the first message must be hello, not {m['type']!r}", close=1008)
-    if m.get("v") != PROTOCOL_VERSION:
+    if type(m.get("v")) is not int or m["v"] != PROTOCOL_VERSION:     # `true == 1` in Python: not a version
         raise ProtocolError("bad-version", f"protocol version {m.get('v')!r} is not supported; this server speaks {PROTOCOL_VERSION}", close=1008)
     if m.get("sample_rate", SAMPLE_RATE) != SAMPLE_RATE or m.get("format", "pcm_s16le") != "pcm_s16le":
         raise ProtocolError("bad-format", f"audio must be pcm_s16le mono at {SAMPLE_RATE} Hz", close=1008)
     return m
 
+async def _refuse(ws, code:str, message:str, close:int):
+    "Tell the client why in an error message, then close with `close`; a client already gone is fine."
+    try:
+        await ws.send(json.dumps({"type": "error", "code": code, "message": message}))
+        await ws.close(close, message[:120])
+    except ConnectionClosed: pass
+
 @patch_to(AvatarServer)
 async def _connection(self, ws):
-    if len(self.sessions) >= self.max_sessions:
-        reason = f"the server is full ({self.max_sessions} sessions); try again later"
-        await ws.send(json.dumps({"type": "error", "code": "busy", "message": reason}))
-        return await ws.close(1013, reason)
-    self.sessions.add(ws)
+    "One client: its hello, then its session. A session counts against `max_sessions` from its hello on."
     try:
         try: _check_hello(await asyncio.wait_for(ws.recv(), self.hello_timeout))
         except asyncio.TimeoutError: raise ProtocolError("no-hello", f"no hello within {self.hello_timeout:g} s", close=1008)
+        if len(self.sessions) >= self.max_sessions:
+            return await _refuse(ws, "busy", f"the server is full ({self.max_sessions} sessions); try again later", 1013)
+        self.sessions.add(ws)
         name = urlsplit(ws.request.path).path[len("/ws/"):]
         avatar = await self.avatar(name)
         engine = avatar.engine
@@ -538,21 +588,23 @@ async def _connection(self, ws):
                                   "max_unacked": self.config["max_unacked"], "lookahead_ms": round(lookahead, 1),
                                   "synthetic": True}))
         await Session(ws, avatar.worker, self.config).run()
-    except ProtocolError as e:
-        await ws.send(json.dumps({"type": "error", "code": e.code, "message": e.message}))
-        await ws.close(e.close or 1008, e.message[:120])
+    except ProtocolError as e: await _refuse(ws, e.code, e.message, e.close or 1008)
     except BeingError as e:
-        await ws.send(json.dumps({"type": "error", "code": "avatar", "message": str(e)}))
-        await ws.close(1011, "the avatar could not be loaded")
-    finally:
-        self.sessions.discard(ws)
+        import sys
+        print(f"being serve: cannot load an avatar: {e}", file=sys.stderr, flush=True)     # details stay on the server
+        await _refuse(ws, "avatar", "the avatar could not be loaded", 1011)
+    except ConnectionClosed: pass                       # the client left (before its hello, or mid-session)
+    finally: self.sessions.discard(ws)
 
 # %% ../nbs/31_serve.ipynb #6923a18c
 @patch_to(AvatarServer)
 async def start(self, host:str="127.0.0.1", port:int=8000):
     from websockets.asyncio.server import serve
+    self.host = host
     self.server = await serve(self._connection, host, port, process_request=self._route, compression=None,
-                              max_size=MAX_MESSAGE, max_queue=32, write_limit=256*1024)
+                              max_size=MAX_MESSAGE, max_queue=32, write_limit=256*1024,
+                              server_header="being_nb", close_timeout=2)   # no versions; a client that does not read
+                                                                           # holds shutdown 2 s at most
     return self
 
 @patch_to(AvatarServer, as_prop=True)
@@ -582,8 +634,11 @@ def running_server(**kw):
 
 # %% ../nbs/31_serve.ipynb #ce5236d7
 def serve(root=None, host:str="127.0.0.1", port:int=8000, **kw):
-    "Run the server until interrupted."
-    import signal
+    "Run the server until interrupted (a second Ctrl-C exits at once). Beyond loopback, a token is required."
+    import os, signal
+    if host not in LOOPBACK and not kw.get("token"):
+        raise BeingError(f"listening on {host} without a token would let anyone who can reach it drive the avatars",
+                         fix="pass --token-file FILE (or set $BEING_TOKEN), or listen on 127.0.0.1")
     async def main():
         server = await AvatarServer(root=root, **kw).start(host, port)
         print(f"being serve: http://{host}:{server.port}/  (avatars: {', '.join(a['name'] for a in trained_avatars(root)) or 'none yet'})", flush=True)
@@ -591,7 +646,8 @@ def serve(root=None, host:str="127.0.0.1", port:int=8000, **kw):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM): loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        print("being serve: shutting down", flush=True)
+        print("being serve: shutting down (Ctrl-C again to exit at once)", flush=True)
+        for sig in (signal.SIGINT, signal.SIGTERM): loop.add_signal_handler(sig, lambda: os._exit(130))
         await server.stop()
     asyncio.run(main())
 

@@ -253,7 +253,7 @@ def test_session_limit_refused_with_reason(root):
     s = Server(root, "--max-sessions", "2")
     try:
         a, _ = session(s); b, _ = session(s)
-        c = connect(s.ws + "tiny")
+        c = connect(s.ws + "tiny"); c.send(HELLO)                  # a session counts from its hello
         code, reason, texts = closed_with(c)
         assert code == 1013 and "full" in reason and texts[0]["code"] == "busy"
         a.close()
@@ -322,3 +322,127 @@ def test_browser_page_shows_frames_and_latency(server, tmp_path):
         browser.terminate()
         try: browser.wait(10)
         except subprocess.TimeoutExpired: browser.kill()
+
+
+# --- robustness: what a hostile or careless client can do (issue 11) ---------------------------------------
+
+def bystander_fps(server, seconds=2.0):
+    "Frames per second a well-behaved session gets over `seconds` (acking each)."
+    ws, _ = session(server)
+    frames(ws, 3)
+    got, deadline = [], time.time() + seconds
+    while time.time() < deadline:
+        try: m = ws.recv(timeout=max(0.01, deadline - time.time()))
+        except TimeoutError: break
+        if isinstance(m, bytes):
+            got.append(m); ws.send(json.dumps({"type": "ack", "seq": parse_frame(m)["seq"]}))
+    ws.close()
+    return len(got)/seconds
+
+def test_sample_index_jumps_and_floods_are_refused(server):
+    "A jump of 10^9 samples is not padded with silence and rendered (it was: a bystander fell to 0 fps for 75 s)."
+    ws, _ = session(server)
+    ws.send(pack_audio(np.zeros(8), 0, 0)); ws.send(pack_audio(np.zeros(8), 1, 10**9))
+    code, reason, texts = closed_with(ws)
+    assert code == 1007 and any(t.get("code") == "sample-gap" for t in texts), (code, reason, texts)
+    ws, _ = session(server)                                  # 6 s of audio at once: more than real time allows
+    for k in range(12): ws.send(pack_audio(np.zeros(8000), k, 8000*k))
+    code, reason, texts = closed_with(ws)
+    assert code == 1008 and any(t.get("code") == "too-fast" for t in texts), (code, reason, texts)
+    ws, _ = session(server)
+    ws.send(pack_audio(np.zeros(8), 0, 2**63))               # an index near 2^64 (its frames' times would overflow)
+    code, _, texts = closed_with(ws)
+    assert code == 1007 and texts[0]["code"] == "bad-sample-index"
+    assert bystander_fps(server) >= 12.5                     # half of 25 fps at least, right after
+
+def test_amplifier_cannot_starve_a_bystander(server):
+    "While a client keeps sending gaps and bursts (reconnecting when closed), another session keeps half its rate."
+    stop = threading.Event()
+    def attack():
+        while not stop.is_set():
+            try:
+                ws, _ = session(server)
+                for k in range(12): ws.send(pack_audio(np.zeros(16), k, 15_000*k))   # gaps just under 1 s
+                closed_with(ws, timeout=5)
+            except Exception: time.sleep(0.05)
+    t = threading.Thread(target=attack, daemon=True); t.start()
+    try: assert bystander_fps(server, 3.0) >= 12.5
+    finally: stop.set(); t.join(10)
+
+def test_deep_json_and_boolean_version_are_protocol_errors(server):
+    ws, _ = session(server)
+    ws.send("[" * 60_000)
+    code, _, texts = closed_with(ws)
+    assert code == 1007 and texts[0]["code"] == "bad-json"
+    ws = connect(server.ws + "tiny"); ws.send(json.dumps({"type": "hello", "v": True}))
+    code, reason, _ = closed_with(ws)
+    assert code == 1008 and "version" in reason
+
+def test_foreign_pages_and_hosts_are_refused(server):
+    "Any web page could drive a local avatar (no Origin check) and DNS rebinding reached it (no Host check)."
+    import http.client
+    with pytest.raises(InvalidStatus) as e: connect(server.ws + "tiny", origin="http://evil.example", open_timeout=10)
+    assert e.value.response.status_code == 403
+    ws = connect(server.ws + "tiny", origin=server.http); ws.send(HELLO)          # the server's own page may
+    assert json.loads(ws.recv(timeout=60))["type"] == "ready"; ws.close()
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    c.request("GET", "/avatars", headers={"Host": f"evil.example:{server.port}"})
+    r = c.getresponse()
+    assert r.status == 421 and r.getheader("Server") == "being_nb"
+    c.close()
+
+def test_allowed_origin_and_loopback_only_without_token(root):
+    s = Server(root, "--allow-origin", "https://app.example")
+    try:
+        ws = connect(s.ws + "tiny", origin="https://app.example", open_timeout=10); ws.send(HELLO)
+        assert json.loads(ws.recv(timeout=60))["type"] == "ready"; ws.close()
+    finally: s.stop()
+    r = subprocess.run([shutil.which("being"), "serve", "--root", str(root), "--host", "0.0.0.0", "--port", "0"],
+                       capture_output=True, text=True, timeout=60, env={**__import__("os").environ, "BEING_TOKEN": ""})
+    assert r.returncode == 2 and "without a token" in r.stderr and "--token-file" in r.stderr, r.stderr
+
+def test_slots_count_from_hello_and_silent_sessions_close(root):
+    s = Server(root, "--max-sessions", "1", "--idle-timeout", "1.5")
+    try:
+        lurkers = [connect(s.ws + "tiny", open_timeout=10) for _ in range(4)]   # connected, no hello: no slot taken
+        ws, _ = session(s)
+        t0 = time.time()
+        code, reason, texts = closed_with(ws, timeout=10)                     # hello, then nothing: closed
+        assert code == 1000 and texts[-1]["code"] == "idle-timeout" and time.time() - t0 < 5, (code, reason, texts)
+        for l in lurkers: l.close()
+    finally: s.stop()
+
+def test_leaks_and_logs(root, tmp_path):
+    "No paths or versions to clients, health detail behind the token, a token from a file, quiet logs for leavers."
+    (tmp_path/"token").write_text("s3cret\n")
+    s = Server(root, "--token-file", str(tmp_path/"token"))
+    try:
+        assert s.health() == {"status": "ok"}                                  # no session counts without the token
+        req = urllib.request.Request(s.http + "/healthz", headers={"Authorization": "Bearer s3cret"})
+        assert "sessions" in json.load(urllib.request.urlopen(req, timeout=5))
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(urllib.request.Request(s.http + "/ws/nobody", headers={"Authorization": "Bearer s3cret"}), timeout=5)
+        body = e.value.read().decode()
+        assert e.value.code == 404 and str(root) not in body and e.value.headers["Server"] == "being_nb"
+        for _ in range(10): connect(s.ws + "tiny?token=s3cret", open_timeout=10).close()   # leave before hello
+        time.sleep(0.5)
+    finally: s.stop()
+    assert "Traceback" not in s.proc.stderr.read()
+
+def test_shutdown_is_prompt_with_a_client_that_does_not_read(root):
+    "Ctrl-C shut down after ~11 s while a client did not read; now 2 s of closing handshake at most, and a second Ctrl-C exits."
+    s = Server(root)
+    try:
+        ws, _ = session(s)                                    # never reads again
+        for k in range(40): ws.send(pack_audio(np.zeros(320), k, 320*k))
+        time.sleep(1.0)
+        t0 = time.time(); s.proc.send_signal(signal.SIGINT)
+        s.proc.wait(timeout=8)
+        assert time.time() - t0 < 5, f"shutdown took {time.time() - t0:.1f} s"
+    finally: s.stop()
+    s = Server(root)
+    try:
+        ws, _ = session(s)
+        s.proc.send_signal(signal.SIGINT); time.sleep(0.05); s.proc.send_signal(signal.SIGINT)
+        assert s.proc.wait(timeout=5) in (0, 130, -signal.SIGINT)        # exited, whichever Ctrl-C ended it
+    finally: s.stop()
