@@ -451,14 +451,17 @@ def _http(connection, status:HTTPStatus, body, content_type:str="text/plain; cha
     return Response(status.value, status.phrase, h, body)
 
 def trained_avatars(root) -> list[dict]:
-    "The avatars under `root` that have a trained model."
+    """The avatars under `root` that have a trained model: `{"name", "size"}` each, or `{"name", "broken": reason}` for
+    one whose model folder cannot be read (listed, not served: one broken folder must not stop the others)."""
     root = avatars_root(root)
     found = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         try: avatar = AvatarDir(d.name, root)
         except BeingError: continue                   # not an avatar's folder
         if avatar.model_file.exists() and avatar.model_config.exists():
-            found.append({"name": d.name, "size": json.loads(avatar.model_config.read_text())["model"]["size"]})
+            try: found.append({"name": d.name, "size": int(json.loads(avatar.model_config.read_text())["model"]["size"])})
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                found.append({"name": d.name, "broken": f"model/config.json unreadable ({type(e).__name__}): retrain it"})
     return found
 
 @dataclass
@@ -641,7 +644,7 @@ def serve(root=None, host:str="127.0.0.1", port:int=8000, **kw):
                          fix="pass --token-file FILE (or set $BEING_TOKEN), or listen on 127.0.0.1")
     async def main():
         server = await AvatarServer(root=root, **kw).start(host, port)
-        print(f"being serve: http://{host}:{server.port}/  (avatars: {', '.join(a['name'] for a in trained_avatars(root)) or 'none yet'})", flush=True)
+        print(f"being serve: http://{host}:{server.port}/  (avatars: {', '.join(a['name'] + (' (broken)' if 'broken' in a else '') for a in trained_avatars(root)) or 'none yet'})", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM): loop.add_signal_handler(sig, stop.set)
@@ -731,7 +734,7 @@ async function loadAvatars() {
     if (!res.ok) throw new Error(`GET /avatars: HTTP ${res.status}`);
     const { avatars = [] } = await res.json();
     const sel = $('avatar');
-    sel.replaceChildren(...avatars.map((a) => new Option(`${a.name} (${a.size}px)`, a.name)));
+    sel.replaceChildren(...avatars.filter((a) => !a.broken).map((a) => new Option(`${a.name} (${a.size}px)`, a.name)));
     const want = params.get('avatar');
     if (!avatars.length) return fail('no avatars available');
     if (want && !avatars.some((a) => a.name === want)) return fail(`avatar "${want}" not found`);

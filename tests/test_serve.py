@@ -446,3 +446,20 @@ def test_shutdown_is_prompt_with_a_client_that_does_not_read(root):
         s.proc.send_signal(signal.SIGINT); time.sleep(0.05); s.proc.send_signal(signal.SIGINT)
         assert s.proc.wait(timeout=5) in (0, 130, -signal.SIGINT)        # exited, whichever Ctrl-C ended it
     finally: s.stop()
+
+def test_a_broken_avatar_folder_does_not_stop_the_server(root, tmp_path):
+    "A model/config.json holding `{` made `being serve` exit at start, and /avatars answer 500 when it appeared later."
+    shutil.copytree(root/"tiny", tmp_path/"tiny")
+    shutil.copytree(root/"tiny", tmp_path/"bad")
+    (tmp_path/"bad"/"model"/"config.json").write_text("{")
+    s = Server(tmp_path)
+    try:
+        listed = {a["name"]: a for a in json.load(urllib.request.urlopen(s.http + "/avatars", timeout=5))["avatars"]}
+        assert "broken" in listed["bad"] and listed["tiny"]["size"] > 0
+        shutil.copytree(root/"tiny", tmp_path/"worse"); (tmp_path/"worse"/"model"/"config.json").write_text("[]")
+        listed = {a["name"]: a for a in json.load(urllib.request.urlopen(s.http + "/avatars", timeout=5))["avatars"]}
+        assert "broken" in listed["worse"]
+        ws, _ = session(s)                                    # the good one is served
+        assert len(frames(ws, 3)) == 3
+        ws.close()
+    finally: s.stop()
