@@ -32,10 +32,10 @@ from .motion import FRAME_SAMPLES, NEIGHBOURS, WINDOW
 
 # %% auto #0
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
-           'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'LOOPBACK',
-           'CLIENT_HTML', 'ProtocolError', 'pack_audio', 'parse_audio', 'pack_frame', 'parse_frame', 'parse_text',
-           'Outbox', 'SpeechState', 'FrameJob', 'TextJob', 'AvatarWorker', 'Utterance', 'Session', 'trained_avatars',
-           'LoadedAvatar', 'AvatarServer', 'running_server', 'serve']
+           'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'MAX_BACKLOG',
+           'LOOPBACK', 'CLIENT_HTML', 'ProtocolError', 'pack_audio', 'parse_audio', 'pack_frame', 'parse_frame',
+           'parse_text', 'Outbox', 'SpeechState', 'FrameJob', 'TextJob', 'AvatarWorker', 'Utterance', 'Session',
+           'trained_avatars', 'LoadedAvatar', 'AvatarServer', 'running_server', 'serve']
 
 # %% ../nbs/31_serve.ipynb #8f93466f
 PROTOCOL_VERSION = 1
@@ -49,6 +49,7 @@ MAX_CHUNK = SAMPLE_RATE                     # at most 1 s of audio per message
 MAX_GAP = SAMPLE_RATE                       # a skip in the sample index of at most 1 s is silence; a longer one is refused
 MAX_AHEAD = 2*SAMPLE_RATE                   # a session's audio may run at most 2 s ahead of real time, or it is refused
 MAX_INDEX = 2**40                           # sample indices from here on (about 2 years of audio) are refused
+MAX_BACKLOG = 4*2**20                       # bytes waiting to go to a client that does not read (pongs to a ping flood)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 class ProtocolError(Exception):
@@ -409,6 +410,10 @@ async def _clock(self):
         tick = max(tick + period, time.monotonic() - period)       # a steady 25 Hz that skips, never bursts, after a stall
         await asyncio.sleep(max(0.0, tick - time.monotonic()))
         ticks += 1
+        transport = self.ws.transport
+        if transport is not None and transport.get_write_buffer_size() > MAX_BACKLOG:
+            transport.abort()        # it reads nothing (pongs to its ping flood pile up): no closing handshake either
+            return
         if time.monotonic() - self.last_message > self.config["idle_timeout"]:
             reason = f"closed after {self.config['idle_timeout']:g} s without a message from the client"
             await self.ws.send(json.dumps({"type": "error", "code": "idle-timeout", "message": reason}))

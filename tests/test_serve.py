@@ -463,3 +463,30 @@ def test_a_broken_avatar_folder_does_not_stop_the_server(root, tmp_path):
         assert len(frames(ws, 3)) == 3
         ws.close()
     finally: s.stop()
+
+def test_ping_flood_from_a_client_that_does_not_read(server):
+    "A million pings without reading grew the server by 190 MB and cut another session to 1.2 fps."
+    import base64, os, socket
+    def frame(opcode, payload):                          # a masked client frame (RFC 6455 section 5.2), payload < 126
+        mask = os.urandom(4)
+        return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    bystander_fps(server, 0.5)                           # the avatar loaded (its memory is not the flood's)
+    rss0 = server.rss_mb()
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(f"GET /ws/tiny HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert b" 101 " in s.recv(4096)
+    s.sendall(frame(1, HELLO.encode()))
+    ping, cut = frame(9, b"x"*125), False
+    def run():
+        nonlocal cut
+        try: [s.sendall(ping*1000) for _ in range(300)]          # 300,000 pings: 39 MB of pongs owed
+        except OSError: cut = True
+    flood = threading.Thread(target=run, daemon=True); flood.start()
+    fps = bystander_fps(server, 3.0)
+    flood.join(60)
+    s.close()
+    assert cut, "the flooding client was never cut off"
+    assert fps >= 12.5 and server.rss_mb() - rss0 < 60, (fps, server.rss_mb() - rss0)
