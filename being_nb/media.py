@@ -26,8 +26,8 @@ class _PyAV:
 av = _PyAV()
 
 # %% auto #0
-__all__ = ['av', 'open_media', 'MediaInfo', 'probe', 'read_frames', 'read_audio', 'write_wav', 'VideoWriter', 'write_video',
-           'encode_jpeg', 'decode_jpeg']
+__all__ = ['av', 'PADDING_S', 'open_media', 'MediaInfo', 'probe', 'read_frames', 'read_audio', 'write_wav', 'VideoWriter',
+           'write_video', 'encode_jpeg', 'decode_jpeg']
 
 # %% ../nbs/01_media.ipynb #95f11c65
 def open_media(path) -> av.container.InputContainer:
@@ -166,6 +166,8 @@ def read_frames(path,
                              "could be decoded", path, fix="re-copy or re-export the file")
 
 # %% ../nbs/01_media.ipynb #8520a4df
+PADDING_S = 0.1     # at most this much decoded audio past the declared length is taken for encoder padding
+
 def _decode_mono(container, stream, sample_rate:int) -> np.ndarray:
     resampler = av.AudioResampler(format="fltp", rate=sample_rate)
     chunks = []
@@ -186,8 +188,10 @@ def read_audio(path, sample_rate:int=SAMPLE_RATE) -> np.ndarray:
         stream = c.streams.audio[0]
         try: audio = _decode_mono(c, stream, sample_rate)
         except av.error.FFmpegError as e: raise BeingError(f"audio track is corrupt or truncated ({e})", path) from e
-        if declared := _stream_seconds(stream):   # AAC pads its last frame; the header knows the true length
-            audio = audio[:round(declared*sample_rate)]
+        declared = round(_stream_seconds(stream)*sample_rate)
+        if 0 < len(audio) - declared <= PADDING_S*sample_rate:   # an encoder's padding (AAC's last frame): the header
+            audio = audio[:declared]                            # knows the true length. Never cut more: a declared
+                                                                # length may be a guess (VBR mp3 without a Xing header)
         if c.streams.video:
             shift = round((_start_seconds(stream) - _start_seconds(c.streams.video[0]))*sample_rate)
             audio = np.concatenate([np.zeros(shift, np.float32), audio]) if shift > 0 else audio[-shift:]
