@@ -26,8 +26,8 @@ class _PyAV:
 av = _PyAV()
 
 # %% auto #0
-__all__ = ['av', 'PADDING_S', 'open_media', 'MediaInfo', 'probe', 'read_frames', 'read_audio', 'write_wav', 'VideoWriter',
-           'write_video', 'encode_jpeg', 'decode_jpeg']
+__all__ = ['av', 'PADDING_S', 'VIDEO_SUFFIXES', 'open_media', 'MediaInfo', 'probe', 'read_frames', 'read_audio', 'write_wav',
+           'check_video_output', 'VideoWriter', 'write_video', 'encode_jpeg', 'decode_jpeg']
 
 # %% ../nbs/01_media.ipynb #95f11c65
 def open_media(path) -> av.container.InputContainer:
@@ -205,6 +205,18 @@ def write_wav(path, audio:np.ndarray, sample_rate:int=SAMPLE_RATE) -> Path:
     with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as w:
         w.setnchannels(1); w.setsampwidth(2); w.setframerate(sample_rate); w.writeframes(pcm.tobytes())
     return Path(path)
+
+# %% ../nbs/01_media.ipynb #f1a255e6
+VIDEO_SUFFIXES = (".mp4", ".m4v")     # what `write_video` writes: H.264 and AAC in an MP4 container
+
+def check_video_output(path) -> Path:
+    "`path` as a video to write, checked before any work: not a folder, and named for the MP4 it will hold."
+    path = Path(path)
+    if path.is_dir(): raise BeingError("is a folder, not a file to write", path, fix=f"name a file, e.g. {path/'out.mp4'}")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise BeingError(f"being_nb writes H.264/AAC MP4 files, and {path.suffix or 'no extension'} names another format",
+                         path, fix=f"name it {path.with_suffix('.mp4').name} (then convert it with ffmpeg if you need to)")
+    return path
 
 # %% ../nbs/01_media.ipynb #cdba5ede
 class VideoWriter:

@@ -154,3 +154,22 @@ def test_served_word_opens_the_mouth_on_time(demo, word):
     boxes = [every[step] for step in steps]
     motion = mouth_motion([decode_jpeg(f["jpeg"]) for f in speaking], [silent(f["seq"]) for f in speaking], boxes)
     assert_in_sync(motion, truth)
+
+def test_generate_checks_its_output_first_and_cleans_up_on_kill(demo, tmp_path):
+    "A folder or a .webm as --output was found out after the whole render; `kill` left a .tmp.mp4 behind for good."
+    from being_nb.media import write_wav
+    root = demo[0]
+    write_wav(tmp_path/"long.wav", np.zeros(16000*60, np.float32))
+    for output, message in [(tmp_path, "is a folder"), (tmp_path/"clip.webm", "clip.mp4")]:
+        t0 = time.time()
+        r = being("generate", "sample", "--root", str(root), "--device", "cpu", "--audio", str(tmp_path/"long.wav"),
+                  "--output", str(output), timeout=120)
+        assert r.returncode == 2 and message in r.stderr and time.time() - t0 < 30, r.stderr[-2000:]
+    p = subprocess.Popen([shutil.which("being"), "generate", "sample", "--root", str(root), "--device", "cpu",
+                          "--audio", str(tmp_path/"long.wav"), "--output", str(tmp_path/"out.mp4")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".out.*.tmp.mp4")): time.sleep(0.1)   # writing has begun
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert p.returncode != 0 and not list(tmp_path.glob(".out.*")) and not (tmp_path/"out.mp4").exists()
