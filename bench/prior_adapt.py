@@ -7,7 +7,7 @@ Several adaptation settings are tried; a setting must beat the unadapted prior a
 
     python bench/prior_adapt.py ROOT OUT.json [--timing streaming|centred] [--workers 15]
 """
-import argparse, copy, json, os, sys, time
+import argparse, json, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -25,30 +25,12 @@ def held_out(prior, clip):
     v = test[clip.valid[test]]
     return z[v], clip.targets[v]
 
-def adapt(prior, clip, ahead, steps, lr, pull, device, seed=0):
-    from being_nb.pretrain import PretrainConfig, build_corpus, corpus_windows, prior_loss
-    p = copy.deepcopy(prior).to(device).train()
-    ref = [q.detach().clone() for q in p.parameters()]
-    corpus, cfg = build_corpus([clip]), PretrainConfig(ahead=ahead)
-    w = cfg.loss_weights().to(device)
-    opt = torch.optim.Adam(p.parameters(), lr=lr)
-    g = np.random.default_rng(seed); torch.manual_seed(seed)
-    for _ in range(steps):
-        pick = g.choice(corpus.train_pairs, min(64, len(corpus.train_pairs)), replace=False)
-        frames = np.stack([pick, pick + 1])
-        win = torch.from_numpy(corpus_windows(corpus, frames.reshape(-1), cfg.window, cfg.ahead)).to(device)
-        t = torch.from_numpy(corpus.targets[frames]).to(device)
-        loss = prior_loss(p(win).view(2, len(pick), -1), t, w, 1.0)
-        if pull: loss = loss + pull*sum(((a - b)**2).sum() for a, b in zip(p.parameters(), ref))
-        opt.zero_grad(); loss.backward(); opt.step()
-    return p.eval().cpu()
-
 def fold(root, names, held, timing, work, gpu):
     torch.set_num_threads(1)
     device = f"cuda:{gpu}" if torch.cuda.is_available() else "cpu"
     from being_nb.core import set_quiet
     from being_nb.prior import clip_from_avatar, STREAMING_AHEAD, CENTRED_AHEAD
-    from being_nb.pretrain import PretrainConfig, Pretrainer, build_corpus, DistInfo, pearson
+    from being_nb.pretrain import PretrainConfig, Pretrainer, build_corpus, DistInfo, pearson, adapt_prior
     from being_nb.face import blendshape_index, SPEECH_INDEX
     set_quiet(True)
     ahead = STREAMING_AHEAD if timing == "streaming" else CENTRED_AHEAD
@@ -62,7 +44,7 @@ def fold(root, names, held, timing, work, gpu):
     jaw = blendshape_index("jawOpen")
     out = {"frames": 0, "seconds_train": round(len(clips[held])*10/11/25, 1), "rows": {}}
     for key, model in [("pretrained", base)] + [
-            (f"adapt:{s}:{lr}:{pull}", adapt(base, clips[held], ahead, s, lr, pull, device)) for s, lr, pull in SETTINGS]:
+            (f"adapt:{s}:{lr}:{pull}", adapt_prior(base, clips[held], s, lr, pull, device=device).cpu()) for s, lr, pull in SETTINGS]:
         z, t = held_out(model, clips[held])
         out["frames"] = int(len(z))
         out["rows"][key] = {"jaw_r": round(pearson(z[:, jaw], t[:, jaw]), 3),
