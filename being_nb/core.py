@@ -249,6 +249,23 @@ class AvatarDir:
                              fix=f"run `being prepare VIDEO --name {self.name}` first")
         return rec
 
+    @contextlib.contextmanager
+    def writing(self, command:str):
+        """Hold this avatar while `command` (`prepare`, `train`) writes it: a second command on the same avatar at the same
+        time gets a clear `BeingError` instead of racing it (an OS lock on `.lock`: released even if the holder is killed)."""
+        import fcntl
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path/".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another command"
+                raise BeingError(f"{holder} is writing this avatar right now", self.path,
+                                 fix="wait for it to finish (or stop it), then run this again") from None
+            os.ftruncate(fd, 0); os.pwrite(fd, f"`being {command}` (pid {os.getpid()})".encode(), 0)
+            yield self
+        finally: os.close(fd)                 # closing releases the lock
+
     def __repr__(self): return f"AvatarDir({self.name!r}, root={str(self.root)!r})"
 
 # %% ../nbs/00_core.ipynb #ec568cc9

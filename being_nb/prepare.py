@@ -208,20 +208,21 @@ def prepare(video, name:str, root=None, size:int=DEFAULT_SIZE, audio_encoder=Non
     t0 = time.time()
     info, notes = check_video(video)
     avatar = AvatarDir(name, root).create()
-    remove_leftovers(avatar)
-    digest = file_digest(video)
-    stages = [stage_source(avatar, video, digest, force)]
-    source = _source_path(avatar, video)
-    try:
-        stages.append(stage_audio(avatar, source, digest, force))
-        if stages[-1].figures.get("rms", 1) < 1e-3:
-            notes.append("the audio track is silent: the avatar cannot learn lip motion from it")
-        with _features_alongside(avatar, audio_encoder, device, force) as features:
-            stages.append(stage_track(avatar, source, digest, size, face_model, force))
-            stages.append(stage_parse(avatar, force))
-        stages.append(features.result())
-    except BeingError as e:                       # name the user's file, not our copy of it
-        if e.path is not None and e.path.resolve() == source.resolve(): raise BeingError(e.problem, video, e.fix) from e
-        raise
+    with avatar.writing("prepare"):                  # one writer at a time (a second run gets a clear error)
+        remove_leftovers(avatar)
+        digest = file_digest(video)
+        stages = [stage_source(avatar, video, digest, force)]
+        source = _source_path(avatar, video)
+        try:
+            stages.append(stage_audio(avatar, source, digest, force))
+            if stages[-1].figures.get("rms", 1) < 1e-3:
+                notes.append("the audio track is silent: the avatar cannot learn lip motion from it")
+            with _features_alongside(avatar, audio_encoder, device, force) as features:
+                stages.append(stage_track(avatar, source, digest, size, face_model, force))
+                stages.append(stage_parse(avatar, force))
+            stages.append(features.result())
+        except BeingError as e:                       # name the user's file, not our copy of it
+            if e.path is not None and e.path.resolve() == source.resolve(): raise BeingError(e.problem, video, e.fix) from e
+            raise
     for note in notes: warnings.warn(note, stacklevel=2)
     return PrepareReport(avatar, stages, notes, time.time() - t0)

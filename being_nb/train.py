@@ -332,9 +332,10 @@ def train(name:str, root=None, iterations:int|None=None, device=None, resume:boo
     else:
         extra = {k: v for k, v in dict(iterations=iterations, size=size).items() if v is not None}
         cfg = TrainConfig.for_device(dev, **extra, **overrides)
-    trainer = Trainer(avatar, cfg, dev, resume=resume, encoder=encoder)
-    trainer.run()
-    export_gaussians(trainer.model, avatar.export_ply)
+    with avatar.writing("train"):               # not while `being prepare` (or another training) writes it
+        trainer = Trainer(avatar, cfg, dev, resume=resume, encoder=encoder)
+        trainer.run()
+        export_gaussians(trainer.model, avatar.export_ply)
     return trainer
 
 def export_gaussians(model:AvatarModel, path) -> Path:

@@ -119,3 +119,19 @@ def test_4k_is_decoded_one_frame_at_a_time(tmp_path):
     peak_mb = int(r.stdout.split()[-1])/1024
     frame_mb = 3840*2160*3/2**20
     assert peak_mb < 1500, f"peak {peak_mb:.0f} MB for 80 frames of {frame_mb:.0f} MB each"
+
+def test_one_writer_at_a_time(tmp_path):
+    "Two `prepare` runs of one name seconds apart: the first died with a false 'no usable face', blaming the clip."
+    video = clip(tmp_path/"talk.mp4", seconds=5)
+    root = tmp_path/"avatars"
+    cmd = [shutil.which("being"), "prepare", str(video), "--name", "k", "--root", str(root), "--size", str(SIZE),
+           "--audio-encoder", "mel", "--quiet"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock, deadline = root/"k"/".lock", time.time() + 60
+    while time.time() < deadline and not (lock.exists() and "prepare" in lock.read_text()): time.sleep(0.05)
+    for second in (cmd, [shutil.which("being"), "train", "k", "--root", str(root), "--device", "cpu", "--quiet"]):
+        r = subprocess.run(second, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "`being prepare` (pid" in r.stderr and "is writing this avatar" in r.stderr, r.stderr
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert len(list((root/"k"/"frames").glob("*.jpg"))) == 125
