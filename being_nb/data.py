@@ -165,8 +165,8 @@ class AvatarData:
         return without_head(*self.frames[i], self.plate)
 
     def audio(self, index:torch.Tensor, silent:bool=False) -> torch.Tensor:
-        """The motion field's drive for frames `index`: [B, 9, 16, D] audio windows of the frames and their +-4
-        neighbours (zeros if `silent`), or for a blendshape-driven avatar [B, 27] tracked shapes (`silent_shapes`)."""
+        """The motion field's drive for frames `index`: [B, 9, 16, D] audio windows of each frame and its 8 neighbours as
+        `timing` places them (zeros if `silent`), or for a blendshape-driven avatar [B, 27] tracked shapes (`silent_shapes`)."""
         if self.drive == "blendshapes":
             index = torch.as_tensor(index, device=self.device).reshape(-1)
             return self.silent_shapes.expand(len(index), -1) if silent else self.shapes[index]

@@ -127,7 +127,7 @@ def new_model(data, n_face:int, n_head:int, n_mouth:int, sh_degree:int=1, seed:i
     views = []
     for i in np.linspace(0, len(data.train_idx) - 1, 3).astype(int):
         _, labels = data.frames[int(data.train_idx[i])]
-        views.append((data.track.w2c[i].astype(np.float64), data.K.cpu().numpy().astype(np.float64), labels))
+        views.append((data.track.w2c[int(data.train_idx[i])].astype(np.float64), data.K.cpu().numpy().astype(np.float64), labels))
     rgb, _ = data.frames[0]
     init = initial_gaussians(data.track.vertices.astype(np.float64), data.track.triangles, views, rgb,
                              n_face=n_face, n_head=n_head, n_mouth=n_mouth, sh_degree=sh_degree, seed=seed)
@@ -146,8 +146,11 @@ def new_model(data, n_face:int, n_head:int, n_mouth:int, sh_degree:int=1, seed:i
 # %% ../nbs/24_model.ipynb #50a32a4b
 def model_from_checkpoint(path:Path, device) -> tuple[AvatarModel, dict]:
     "The model saved in the checkpoint at `path` (model.pt, latest.pt or step_*.pt) and the whole saved state."
-    try: state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e: raise BeingError(f"cannot read the checkpoint ({e})", path, fix="delete it and train again") from e
+    try: state = torch.load(path, map_location=device, weights_only=True)     # tensors and plain data only: a shared
+    except Exception as e:                                                      # avatar folder cannot run code here
+        raise BeingError(f"cannot read the checkpoint ({type(e).__name__})", path, fix="delete it and train again") from e
+    if not isinstance(state, dict) or not {"model", "config", "step"} <= set(state):
+        raise BeingError("not a being_nb checkpoint", path, fix="delete it and train again")
     sd = state["model"]
     def params(prefix):
         return torch.nn.ParameterDict({k[len(prefix):]: torch.nn.Parameter(v.clone()) for k, v in sd.items()

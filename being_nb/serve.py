@@ -33,9 +33,9 @@ from .motion import FRAME_SAMPLES, NEIGHBOURS, WINDOW
 # %% auto #0
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
            'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'MAX_BACKLOG',
-           'LOOPBACK', 'CLIENT_HTML', 'ProtocolError', 'pack_audio', 'parse_audio', 'pack_frame', 'parse_frame',
-           'parse_text', 'Outbox', 'SpeechState', 'FrameJob', 'TextJob', 'AvatarWorker', 'Utterance', 'Session',
-           'trained_avatars', 'LoadedAvatar', 'AvatarServer', 'running_server', 'serve']
+           'LOOPBACK', 'CLIENT_HTML', 'ProtocolError', 'close_reason', 'pack_audio', 'parse_audio', 'pack_frame',
+           'parse_frame', 'parse_text', 'Outbox', 'SpeechState', 'FrameJob', 'TextJob', 'AvatarWorker', 'Utterance',
+           'Session', 'trained_avatars', 'LoadedAvatar', 'AvatarServer', 'running_server', 'serve']
 
 # %% ../nbs/31_serve.ipynb #8f93466f
 PROTOCOL_VERSION = 1
@@ -57,6 +57,10 @@ class ProtocolError(Exception):
     def __init__(self, code:str, message:str, close:int|None=1007):
         super().__init__(message)
         self.code, self.message, self.close = code, message, close
+
+def close_reason(message:str) -> str:
+    "`message` cut to the 123 bytes (UTF-8) a WebSocket close reason may hold (RFC 6455 section 5.5)."
+    return message.encode()[:123].decode(errors="ignore")
 
 def pack_audio(samples, seq:int, index:int) -> bytes:
     "An audio message: int16 (or float in [-1, 1]) mono samples, chunk `seq`, first sample at stream index `index`."
@@ -338,8 +342,9 @@ def _audio(self, index:int, samples:np.ndarray):
                             f"{MAX_GAP} (1 s) is taken as silence: send the audio, or end the utterance first")
     if index > expected:                              # the client skipped samples: they were silence
         samples = np.concatenate([np.zeros(index - expected, np.float32), samples])
-    self.accepted += len(samples)                     # real time for everything this session ever sent, plus a burst
-    if self.accepted > (time.monotonic() - self.began)*SAMPLE_RATE + MAX_AHEAD:
+    now = (time.monotonic() - self.began)*SAMPLE_RATE   # credit never piles up: a session silent for minutes
+    self.accepted = max(self.accepted, now) + len(samples)   # may still send only MAX_AHEAD ahead of real time
+    if self.accepted > now + MAX_AHEAD:
         raise ProtocolError("too-fast", "audio is arriving faster than real time: stream it as it plays", close=1008)
     self.utterance = u
     u.received += len(samples)
@@ -401,7 +406,7 @@ async def _receive(self):
         try: self._handle(message)
         except ProtocolError as e:
             await self.ws.send(json.dumps({"type": "error", "code": e.code, "message": e.message}))
-            if e.close: return await self.ws.close(e.close, e.message[:120])
+            if e.close: return await self.ws.close(e.close, close_reason(e.message))
 
 @patch_to(Session)
 async def _clock(self):
@@ -499,7 +504,8 @@ class AvatarServer:
         return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
     def _origin_allowed(self, request) -> bool:
-        "Browsers name the page's origin: the server's own page, or one allowed with --allow-origin (CSRF, DNS rebinding)."
+        """Browsers name the page's origin: the server's own page, or one allowed with --allow-origin (against other sites'
+        pages; with `_host_allowed` on loopback, against DNS rebinding; beyond loopback the token is what protects)."""
         origin = request.headers.get("Origin")
         if origin is None: return True                  # not a browser page (a script, curl, a native app)
         origin = origin.rstrip("/").lower()
@@ -575,7 +581,7 @@ async def _refuse(ws, code:str, message:str, close:int):
     "Tell the client why in an error message, then close with `close`; a client already gone is fine."
     try:
         await ws.send(json.dumps({"type": "error", "code": code, "message": message}))
-        await ws.close(close, message[:120])
+        await ws.close(close, close_reason(message))
     except ConnectionClosed: pass
 
 @patch_to(AvatarServer)
@@ -608,6 +614,9 @@ async def _connection(self, ws):
 @patch_to(AvatarServer)
 async def start(self, host:str="127.0.0.1", port:int=8000):
     from websockets.asyncio.server import serve
+    if host not in LOOPBACK and not self.token:
+        raise BeingError(f"listening on {host} without a token would let anyone who can reach it drive the avatars",
+                         fix="pass --token-file FILE (or set $BEING_TOKEN), or listen on 127.0.0.1")
     self.host = host
     self.server = await serve(self._connection, host, port, process_request=self._route, compression=None,
                               max_size=MAX_MESSAGE, max_queue=32, write_limit=256*1024,
@@ -644,9 +653,6 @@ def running_server(**kw):
 def serve(root=None, host:str="127.0.0.1", port:int=8000, **kw):
     "Run the server until interrupted (a second Ctrl-C exits at once). Beyond loopback, a token is required."
     import os, signal
-    if host not in LOOPBACK and not kw.get("token"):
-        raise BeingError(f"listening on {host} without a token would let anyone who can reach it drive the avatars",
-                         fix="pass --token-file FILE (or set $BEING_TOKEN), or listen on 127.0.0.1")
     async def main():
         server = await AvatarServer(root=root, **kw).start(host, port)
         print(f"being serve: http://{host}:{server.port}/  (avatars: {', '.join(a['name'] + (' (broken)' if 'broken' in a else '') for a in trained_avatars(root)) or 'none yet'})", flush=True)
