@@ -190,12 +190,18 @@ class Replay:
 
     def __len__(self) -> int: return len(self.index)
 
+    def background(self, j:int) -> torch.Tensor:
+        "uint8 [H, W, 3]: the background of training position `j`, decoded the first time it is asked for."
+        if j not in self.decoded:
+            background = without_head(*read_frame(self.avatar, int(self.index[j]), self.size), self.plate)[2]
+            self.decoded[j] = (background*255).round().byte()
+        return self.decoded[j]
+
     def backgrounds(self, picks) -> torch.Tensor:
         "[B, H, W, 3] float32 in [0, 1]: the backgrounds of training positions `picks` (0 .. N-1)."
-        out = []
-        for j in map(int, picks):
-            if j not in self.decoded:
-                background = without_head(*read_frame(self.avatar, int(self.index[j]), self.size), self.plate)[2]
-                self.decoded[j] = (background*255).round().byte()
-            out.append(self.decoded[j])
-        return torch.stack(out).float()/255
+        return torch.stack([self.background(int(j)) for j in picks]).float()/255
+
+    def preload(self) -> Replay:
+        "Decode every background now: a server does, off its event loop, so that no frame waits on a first showing."
+        for j in range(len(self)): self.background(j)
+        return self

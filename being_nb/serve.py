@@ -563,6 +563,7 @@ async def avatar(self, name:str) -> LoadedAvatar:
             from being_nb.inference import Engine
             loop = asyncio.get_running_loop()
             engine = await loop.run_in_executor(None, lambda: Engine(name, self.root, self.device, self.audio_encoder))
+            await loop.run_in_executor(None, engine.replay.preload)     # no session waits on a first decode
             self.loaded[name] = LoadedAvatar(engine, AvatarWorker(engine, self.config["jpeg_quality"]))
     return self.loaded[name]
 

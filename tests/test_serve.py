@@ -221,6 +221,9 @@ def test_slow_reader_gets_fresh_frames_and_others_keep_25fps(server):
     fast, _ = session(server)
     window = ready["max_unacked"]
     frames(slow, 5); frames(fast, 5)
+    yardstick, t0 = [], time.monotonic()                                        # both reading: this machine's rate now
+    while time.monotonic() - t0 < 2: yardstick += frames(fast, 1); frames(slow, 1)
+    before = (len(yardstick) - 1)/(yardstick[-1]["at"] - yardstick[0]["at"])
     rss_before = server.rss_mb()
     t_stall = time.monotonic()
     fast_frames = []
@@ -231,7 +234,7 @@ def test_slow_reader_gets_fresh_frames_and_others_keep_25fps(server):
     assert len(stale) <= window, [f["pts"] for f in got]
     assert got[-1]["pts"] > got[0]["pts"] + 16000*2                             # then fresh ones
     fps = (len(fast_frames) - 1)/(fast_frames[-1]["at"] - fast_frames[0]["at"])
-    assert fps > 20, f"the other client got {fps:.1f} fps"     # 25 nominal; 2 shared CPU cores are noisy
+    assert fps > 0.8*before, f"the other client got {fps:.1f} fps, against {before:.1f} before"   # a ratio: shared CPUs
     assert rss_after - rss_before < 30, f"server memory grew {rss_after - rss_before:.0f} MB while a client stalled"
     slow.close(); fast.close()
 
@@ -365,9 +368,11 @@ def test_amplifier_cannot_starve_a_bystander(server):
                 for k in range(12): ws.send(pack_audio(np.zeros(16), k, 15_000*k))   # gaps just under 1 s
                 closed_with(ws, timeout=5)
             except Exception: time.sleep(0.05)
+    alone = bystander_fps(server, 3.0)                       # this machine's rate right now, as the yardstick
     t = threading.Thread(target=attack, daemon=True); t.start()
-    try: assert bystander_fps(server, 3.0) >= 12.5
+    try: attacked = bystander_fps(server, 3.0)
     finally: stop.set(); t.join(10)
+    assert attacked >= 0.5*alone, (attacked, alone)             # half its rate at least (a ratio: CI machines are shared)
 
 def test_deep_json_and_boolean_version_are_protocol_errors(server):
     ws, _ = session(server)
