@@ -152,6 +152,8 @@ def _prepare_args(p):
                    "the cache, else mel)")
     p.add_argument("--face-landmarker", help="path to face_landmarker.task (default: $BEING_FACE_LANDMARKER, "
                    "the cache, else the official download)")
+    p.add_argument("--audio-track", type=int, metavar="N", help="which audio track holds the speech, from 0 "
+                   "(default: the one marked default; a recording with several gets a warning naming them)")
     p.add_argument("--force", action="store_true", help="rerun every stage even if up to date")
 
 @command("prepare", "Turn a talking-head video into an avatar: frames, tracking, masks, audio features.", _prepare_args)
@@ -161,7 +163,8 @@ def cmd_prepare(args):
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("ignore")
         report = prepare(args.video, args.name, root=args.root, size=args.size, audio_encoder=args.audio_encoder,
-                         face_model=args.face_landmarker, device=args.device, force=args.force)
+                         face_model=args.face_landmarker, device=args.device, force=args.force,
+                         audio_track=args.audio_track)
     for w in report.warnings: print(f"being prepare: warning: {w}", file=sys.stderr)
     print(report.summary())
 
@@ -213,7 +216,10 @@ def cmd_eval(args):
 # %% ../nbs/90_cli.ipynb #57c797ce
 def _drive_args(p, what):
     p.add_argument("name", help="a trained avatar")
-    if what == "audio": p.add_argument("--audio", required=True, help="speech to say (wav, mp3, flac, m4a, or a video's audio)")
+    if what == "audio":
+        p.add_argument("--audio", required=True, help="speech to say (wav, mp3, flac, m4a, or a video's audio)")
+        p.add_argument("--audio-track", type=int, metavar="N",
+                       help="which audio track of --audio, from 0 (default: the one marked default)")
     else:
         p.add_argument("--text", required=True, help="what to say")
         p.add_argument("--lang", default="en", help="language code for speech synthesis (default en)")
@@ -223,7 +229,8 @@ def _drive_args(p, what):
 @command("generate", "Make an mp4 of a trained avatar saying an audio file.", lambda p: _drive_args(p, "audio"))
 def cmd_generate(args):
     from being_nb.inference import generate
-    out = generate(args.name, args.audio, args.output, args.root, args.device, args.audio_encoder)
+    out = generate(args.name, args.audio, args.output, args.root, args.device, args.audio_encoder,
+                   audio_track=args.audio_track)
     print(f"wrote {out}")
 
 @command("speak", "Make an mp4 of a trained avatar saying a text (offline speech synthesis).", lambda p: _drive_args(p, "text"))
@@ -324,6 +331,16 @@ def cmd_demo(args):
           f"live in the browser: being serve{root}   then open http://127.0.0.1:8000/?avatar=sample")
 
 # %% ../nbs/90_cli.ipynb #d2660ba3
+def _show_warnings_plainly(command:str):
+    "Print being_nb's warnings as `being COMMAND: warning: ...` lines instead of Python's file:line form."
+    import warnings
+    default = warnings.showwarning
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserWarning) and "being_nb" in str(filename):   # ours (stacklevel may name a caller)
+            print(f"being {command}: warning: {message}", file=sys.stderr)
+        else: default(message, category, filename, lineno, file, line)
+    warnings.showwarning = show
+
 def main(argv=None) -> int:
     "Run `being` with `argv` (default: the command line); returns the exit code."
     parser = build_parser()
@@ -332,6 +349,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     if args.quiet: set_quiet(True)
+    _show_warnings_plainly(args.command)
     try:
         args.run(args)
         return 0

@@ -6,7 +6,7 @@ Docs: https://being-nb.github.io/being_nb/media.html.md"""
 
 # %% ../nbs/01_media.ipynb #66b86072
 from __future__ import annotations
-import io, math, wave
+import io, math, os, subprocess, warnings, wave
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -26,8 +26,10 @@ class _PyAV:
 av = _PyAV()
 
 # %% auto #0
-__all__ = ['av', 'PADDING_S', 'VIDEO_SUFFIXES', 'open_media', 'MediaInfo', 'probe', 'read_frames', 'read_audio', 'write_wav',
-           'check_video_output', 'VideoWriter', 'write_video', 'encode_jpeg', 'decode_jpeg']
+__all__ = ['av', 'HDR_TRANSFERS', 'BT2020_PRIMARIES', 'PADDING_S', 'VIDEO_SUFFIXES', 'SDR_FILTER', 'open_media', 'MediaInfo',
+           'hdr_name', 'probe', 'read_frames', 'AudioTrack', 'audio_tracks', 'choose_audio_track', 'read_audio',
+           'write_wav', 'check_video_output', 'VideoWriter', 'write_video', 'ffmpeg_exe', 'convert_to_sdr',
+           'encode_jpeg', 'decode_jpeg']
 
 # %% ../nbs/01_media.ipynb #95f11c65
 def open_media(path) -> av.container.InputContainer:
@@ -59,10 +61,25 @@ class MediaInfo:
     audio_codec: str = ""
     video_duration: float = 0.0   # seconds of each stream (they can differ by tens of ms)
     audio_duration: float = 0.0
+    audio_tracks: int = 0         # audio streams in the file (`--audio-track` picks one)
+    hdr: str = ""                 # "HLG", "PQ" or "BT.2020" when the video is not BT.709 SDR (see `convert_to_sdr`)
 
     def frame_count(self, fps:float=FPS) -> int:
         "How many frames `read_frames` yields at `fps` (from the header; decoding is the final word)."
         return round((self.video_duration or self.duration)*fps)
+
+HDR_TRANSFERS = {16: "PQ", 18: "HLG"}   # AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
+BT2020_PRIMARIES = 9                    # AVColorPrimaries BT.2020
+
+def hdr_name(codec_context) -> str:
+    "'HLG' or 'PQ' for an HDR transfer, 'BT.2020' for wide-gamut SDR, '' for what `read_frames` shows as is."
+    if codec_context.color_trc in HDR_TRANSFERS: return HDR_TRANSFERS[codec_context.color_trc]
+    return "BT.2020" if codec_context.color_primaries == BT2020_PRIMARIES else ""
+
+def _default_audio_index(streams) -> int:
+    "The audio stream a player picks: the first marked default, else the first."
+    default = av.stream.Disposition.default
+    return next((i for i, s in enumerate(streams) if s.disposition & default), 0)
 
 def _stream_seconds(stream) -> float:
     if stream.duration is not None and stream.time_base: return float(stream.duration*stream.time_base)
@@ -78,7 +95,8 @@ def probe(path) -> MediaInfo:
     with open_media(path) as c:
         info = MediaInfo(Path(path), duration=(c.duration or 0)/av.time_base, has_video=bool(c.streams.video))
         if c.streams.audio:
-            a = c.streams.audio[0]
+            a = c.streams.audio[_default_audio_index(c.streams.audio)]
+            info.audio_tracks = len(c.streams.audio)
             info.has_audio, info.sample_rate, info.channels = True, a.rate, a.channels
             info.audio_codec, info.audio_duration = a.codec_context.name, _stream_seconds(a)
             info.duration = max(info.duration, info.audio_duration)
@@ -88,6 +106,7 @@ def probe(path) -> MediaInfo:
             info.fps, info.video_codec = float(v.average_rate or 0), v.codec_context.name
             info.video_duration = _stream_seconds(v)
             info.duration = max(info.duration, info.video_duration)
+            info.hdr = hdr_name(v.codec_context)
             info.rotation = _stream_rotation(c, v)
             if info.rotation % 180: info.width, info.height = info.height, info.width
     return info
@@ -145,6 +164,9 @@ def read_frames(path,
                              fix="pass a video of the person talking")
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
+        if hdr_name(stream.codec_context):
+            warnings.warn(f"{Path(path).name} is {hdr_name(stream.codec_context)} video: its colours are shown as if it "
+                          "were BT.709 SDR (washed out); convert it with being_nb.media.convert_to_sdr first", stacklevel=2)
         declared = _stream_seconds(stream) or (c.duration or 0)/av.time_base
         step, out_i, held, times = 1/fps, 0, None, []
         try:
@@ -165,6 +187,47 @@ def read_frames(path,
             raise BeingError(f"video is truncated: the header says {declared:.2f} s but only {end:.2f} s "
                              "could be decoded", path, fix="re-copy or re-export the file")
 
+# %% ../nbs/01_media.ipynb #f4935038
+@dataclass
+class AudioTrack:
+    "One audio stream of a file, numbered as `--audio-track` and FFmpeg's `-map 0:a:N` number them (from 0)."
+    index: int
+    codec: str
+    channels: int
+    default: bool          # its disposition marks it as the one players pick
+    title: str = ""
+    language: str = ""
+
+    def __str__(self):
+        name = " ".join(x for x in (self.title and f"'{self.title}'", self.language) if x)
+        return f"{self.index}: {self.codec} {self.channels} ch{' ' + name if name else ''}{', default' if self.default else ''}"
+
+def audio_tracks(path) -> list[AudioTrack]:
+    "Every audio stream of `path`, in file order."
+    default = av.stream.Disposition.default
+    with open_media(path) as c:
+        return [AudioTrack(i, s.codec_context.name, s.channels, bool(s.disposition & default),
+                           s.metadata.get("title") or s.metadata.get("name", ""),   # mp4 keeps a title as "name"
+                           "" if s.metadata.get("language", "und") == "und" else s.metadata["language"])
+                for i, s in enumerate(c.streams.audio)]
+
+def choose_audio_track(path, track:int|None=None) -> tuple[int, str|None]:
+    """(index, note) of the audio track to use: `track` when given, else the one marked default (else the first).
+    The note, for files with several tracks, says which was taken and how to pick another."""
+    tracks = audio_tracks(path)
+    if not tracks: raise BeingError("has no audio track", path, fix="use a recording with sound: the speech drives the avatar")
+    listing = "; ".join(map(str, tracks))
+    if track is not None:
+        if not 0 <= track < len(tracks):
+            raise BeingError(f"has no audio track {track} (tracks: {listing})", path,
+                             fix=f"pass --audio-track 0 to {len(tracks) - 1}")
+        return track, None
+    chosen = next((t.index for t in tracks if t.default), 0)
+    if len(tracks) == 1: return chosen, None
+    why = "marked default" if tracks[chosen].default else "the first; none is marked default"
+    return chosen, (f"{Path(path).name} has {len(tracks)} audio tracks ({listing}): using track {chosen} ({why}); "
+                    "if that is not the speech, pass --audio-track N")
+
 # %% ../nbs/01_media.ipynb #8520a4df
 PADDING_S = 0.1     # at most this much decoded audio past the declared length is taken for encoder padding
 
@@ -180,12 +243,14 @@ def _decode_mono(container, stream, sample_rate:int) -> np.ndarray:
 def _start_seconds(stream) -> float:
     return float(stream.start_time*stream.time_base) if stream.start_time is not None else 0.0
 
-def read_audio(path, sample_rate:int=SAMPLE_RATE) -> np.ndarray:
-    "The audio of `path` (video or audio file) as mono float32 at `sample_rate`, aligned to the video's start."
+def read_audio(path, sample_rate:int=SAMPLE_RATE, track:int|None=None) -> np.ndarray:
+    """The audio of `path` (video or audio file) as mono float32 at `sample_rate`, aligned to the video's start.
+    `track` picks one of several audio streams (from 0); by default the one marked default, with a warning
+    when there are several (see `choose_audio_track`)."""
+    track, note = choose_audio_track(path, track)
+    if note: warnings.warn(note, stacklevel=2)
     with open_media(path) as c:
-        if not c.streams.audio:
-            raise BeingError("has no audio track", path, fix="use a recording with sound: the speech drives the avatar")
-        stream = c.streams.audio[0]
+        stream = c.streams.audio[track]
         try: audio = _decode_mono(c, stream, sample_rate)
         except av.error.FFmpegError as e: raise BeingError(f"audio track is corrupt or truncated ({e})", path) from e
         declared = round(_stream_seconds(stream)*sample_rate)
@@ -281,6 +346,39 @@ def write_video(path, frames:Iterable[np.ndarray], fps:float=FPS, audio:np.ndarr
     with VideoWriter(path, fps, audio, sample_rate, metadata=metadata, **kwargs) as w:
         for img in progress(frames, total=total, desc=f"writing {Path(path).name}", unit="frame"): w.write(img)
     return Path(path)
+
+# %% ../nbs/01_media.ipynb #7c1c3ba0
+SDR_FILTER = ("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius:param=0.6:desat=0,"
+              "zscale=t=bt709:m=bt709:r=tv,format=yuv420p")   # FFmpeg filter chain: HDR/BT.2020 -> BT.709 SDR
+
+def ffmpeg_exe() -> str:
+    "Path of the FFmpeg executable `imageio-ffmpeg` ships (or `$IMAGEIO_FFMPEG_EXE`); it has `zscale`."
+    import imageio_ffmpeg
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+def convert_to_sdr(src, dst, crf:int=14) -> Path:
+    """Write `src` (HLG, PQ or BT.2020 video) to `dst` as H.264 BT.709 SDR with every audio track copied as is
+    (dispositions and titles kept), atomically, with a progress bar. Raises `BeingError` naming `src` on failure."""
+    src, dst = Path(src), Path(dst)
+    seconds = probe(src).duration
+    with atomic_path(dst) as tmp:
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(src),
+               "-map", "0:v:0", "-map", "0:a?", "-vf", SDR_FILTER, "-c:v", "libx264", "-crf", str(crf),
+               "-preset", "veryfast", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+               "-c:a", "copy", "-progress", "pipe:1", "-nostats", "-f", "mp4", str(tmp)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            with progress(total=seconds, desc="HDR to SDR", unit="s") as bar:
+                for line in proc.stdout:
+                    if line.startswith("out_time_us=") and line[12:].strip().isdigit():
+                        bar.update(max(0.0, min(int(line[12:])/1e6, seconds) - bar.n))
+            error = proc.stderr.read().strip()
+            if proc.wait():
+                raise BeingError(f"could not be converted from HDR to SDR ({error[-300:] or 'ffmpeg failed'})", src,
+                                 fix="convert it yourself: ffmpeg -i IN -vf " + SDR_FILTER + " OUT.mp4")
+        finally:
+            if proc.poll() is None: proc.kill(); proc.wait()
+    return dst
 
 # %% ../nbs/01_media.ipynb #df056b32
 def encode_jpeg(img:np.ndarray, quality:int=90) -> bytes:

@@ -14,20 +14,22 @@ import numpy as np
 
 from .core import (BeingError, AvatarDir, DEFAULT_SIZE, FPS, SAMPLE_RATE, atomic_dir, atomic_path,
                            file_digest, find_asset, FACE_LANDMARKER, ordered_map, prefetch, progress)
-from .media import decode_jpeg, encode_jpeg, probe, read_audio, read_frames, write_wav
+from .media import (choose_audio_track, convert_to_sdr, decode_jpeg, encode_jpeg, probe, read_audio,
+                            read_frames, write_wav)
 from .tracking import Track, build_track, find_crop, track_frames, track_summary
-from . import parsing
+from . import media, parsing
 
 # %% auto #0
-__all__ = ['MIN_SECONDS', 'FEW_SHOT_SECONDS', 'PLATE_FRAMES', 'check_video', 'StageResult', 'run_stage', 'stage_source',
-           'stage_audio', 'stage_track', 'stage_parse', 'stage_features', 'PrepareReport', 'remove_leftovers',
-           'prepare']
+__all__ = ['MIN_SECONDS', 'FEW_SHOT_SECONDS', 'PLATE_FRAMES', 'UPSCALE_WARN', 'check_video', 'StageResult', 'run_stage',
+           'stage_source', 'stage_audio', 'stage_track', 'stage_parse', 'stage_features', 'PrepareReport',
+           'remove_leftovers', 'upscale_note', 'prepare']
 
 # %% ../nbs/14_prepare.ipynb #b96ae17a
 MIN_SECONDS, FEW_SHOT_SECONDS = 3.0, 5.0
 
-def check_video(path) -> tuple[object, list[str]]:
-    "Probe `path`; raise on what makes an avatar impossible, return (info, warnings) for what makes it poor."
+def check_video(path, audio_track:int|None=None) -> tuple[object, list[str]]:
+    """Probe `path`; raise on what makes an avatar impossible, return (info, warnings) for what makes it poor.
+    `audio_track` (from 0) must exist when given; several tracks without it give a warning naming them."""
     info = probe(path)
     if not info.has_video: raise BeingError("has no video stream", path, fix="pass a video of the person talking")
     if not info.has_audio:
@@ -38,6 +40,11 @@ def check_video(path) -> tuple[object, list[str]]:
         raise BeingError(f"is only {seconds:.1f} s long; at least {MIN_SECONDS:.0f} s of talking are needed", path,
                          fix="record 5-60 s of the person talking")
     notes = []
+    if info.audio_tracks > 1 or audio_track is not None:
+        note = choose_audio_track(path, audio_track)[1]
+        if note: notes.append(note)
+    if info.hdr:
+        notes.append(f"{info.hdr} video: converted to BT.709 SDR before anything else (see media.convert_to_sdr)")
     if seconds < FEW_SHOT_SECONDS:
         notes.append(f"only {seconds:.1f} s of video: few-shot territory; expect weaker lip sync than from 10-60 s")
     if info.fps and abs(info.fps - FPS) > 0.01:
@@ -64,26 +71,31 @@ def run_stage(avatar:AvatarDir, stage:str, inputs:dict, settings:dict, work, for
     return StageResult(stage, False, seconds, figures)
 
 # %% ../nbs/14_prepare.ipynb #b17eb725
-def _source_path(avatar:AvatarDir, video:Path) -> Path:
-    return avatar.path/f"source{video.suffix.lower() or '.mp4'}"
+def _source_path(avatar:AvatarDir, video:Path, hdr:str="") -> Path:
+    return avatar.path/f"source{'.mp4' if hdr else video.suffix.lower() or '.mp4'}"
 
-def stage_source(avatar:AvatarDir, video:Path, digest:str, force=False) -> StageResult:
-    dest = _source_path(avatar, video)
+def stage_source(avatar:AvatarDir, video:Path, digest:str, hdr:str="", force=False) -> StageResult:
+    "Copy the user's video into the avatar, or (HDR) write it converted to BT.709 SDR."
+    dest = _source_path(avatar, video, hdr)
     def work():
         for old in avatar.path.glob("source.*"):
             if old != dest: old.unlink()
-        with atomic_path(dest) as tmp: shutil.copyfile(video, tmp)
-        return [dest.name], {}
-    return run_stage(avatar, "source", {"video": digest}, {}, work, force)
+        if hdr: convert_to_sdr(video, dest)
+        else:
+            with atomic_path(dest) as tmp: shutil.copyfile(video, tmp)
+        return [dest.name], {"converted_from": hdr} if hdr else {}
+    settings = {"sdr": media.SDR_FILTER} if hdr else {}
+    return run_stage(avatar, "source", {"video": digest}, settings, work, force)
 
 # %% ../nbs/14_prepare.ipynb #4fae630f
-def stage_audio(avatar:AvatarDir, source:Path, digest:str, force=False) -> StageResult:
+def stage_audio(avatar:AvatarDir, source:Path, digest:str, track:int=0, force=False) -> StageResult:
+    "Decode audio track `track` (from 0) of the source to the avatar's 16 kHz mono wav."
     def work():
-        audio = read_audio(source, SAMPLE_RATE)
+        audio = read_audio(source, SAMPLE_RATE, track=track)
         write_wav(avatar.audio, audio)
         rms = float(np.sqrt(np.mean(audio**2)))
         return [avatar.audio.name], {"seconds": round(len(audio)/SAMPLE_RATE, 3), "rms": round(rms, 5)}
-    return run_stage(avatar, "audio", {"source": digest}, {"sample_rate": SAMPLE_RATE}, work, force)
+    return run_stage(avatar, "audio", {"source": digest}, {"sample_rate": SAMPLE_RATE, "track": track}, work, force)
 
 # %% ../nbs/14_prepare.ipynb #88040fdb
 def stage_track(avatar:AvatarDir, source:Path, digest:str, size:int, model=None, force=False) -> StageResult:
@@ -101,7 +113,7 @@ def stage_track(avatar:AvatarDir, source:Path, digest:str, size:int, model=None,
             raw = track_frames(prefetch(crops()), total=total, model=model_path)   # decode || MediaPipe
             track = build_track(raw, crop, source=source)
         track.save(avatar.track)
-        return [avatar.frames_dir.name, avatar.track.name], track_summary(track)
+        return [avatar.frames_dir.name, avatar.track.name], {**track_summary(track), "crop_px": int(crop.side)}
     return run_stage(avatar, "track", {"source": digest}, settings, work, force)
 
 # %% ../nbs/14_prepare.ipynb #edf7868c
@@ -201,26 +213,39 @@ def _features_alongside(avatar, encoder_spec, device, force):
         pool.shutdown(wait=True)
         torch.set_num_threads(threads)
 
+UPSCALE_WARN = 1.5     # warn when the face crop is enlarged more than this to the working size
+
+def upscale_note(crop_px:int, size:int) -> str|None:
+    "A warning when a `crop_px` face crop is blown up to `size` pixels (a wide or low-resolution shot)."
+    if not crop_px or size <= UPSCALE_WARN*crop_px: return None
+    smaller = max(64, 32*round(crop_px/32))
+    return (f"the face crop is only {crop_px} px, upscaled {size/crop_px:.2f}x to {size} px: the avatar will be no "
+            f"sharper than the source; pass --size {smaller} (or record closer / at a higher resolution)")
+
 def prepare(video, name:str, root=None, size:int=DEFAULT_SIZE, audio_encoder=None, face_model=None,
-            device=None, force:bool=False) -> PrepareReport:
-    "Prepare the avatar `name` from `video`: every stage that is not already up to date."
+            device=None, force:bool=False, audio_track:int|None=None) -> PrepareReport:
+    """Prepare the avatar `name` from `video`: every stage that is not already up to date. `audio_track`
+    (from 0) picks the speech among several audio tracks (default: the one marked default)."""
     video = Path(video)
     t0 = time.time()
-    info, notes = check_video(video)
+    info, notes = check_video(video, audio_track)
+    track_index = choose_audio_track(video, audio_track)[0]
     avatar = AvatarDir(name, root).create()
     with avatar.writing("prepare"):                  # one writer at a time (a second run gets a clear error)
         remove_leftovers(avatar)
         digest = file_digest(video)
-        stages = [stage_source(avatar, video, digest, force)]
-        source = _source_path(avatar, video)
+        stages = [stage_source(avatar, video, digest, info.hdr, force)]
+        source = _source_path(avatar, video, info.hdr)
         try:
-            stages.append(stage_audio(avatar, source, digest, force))
+            stages.append(stage_audio(avatar, source, digest, track_index, force))
             if stages[-1].figures.get("rms", 1) < 1e-3:
                 notes.append("the audio track is silent: the avatar cannot learn lip motion from it")
             with _features_alongside(avatar, audio_encoder, device, force) as features:
                 stages.append(stage_track(avatar, source, digest, size, face_model, force))
                 stages.append(stage_parse(avatar, force))
             stages.append(features.result())
+            note = upscale_note(next(s for s in stages if s.name == "track").figures.get("crop_px", 0), size)
+            if note: notes.append(note)
         except BeingError as e:                       # name the user's file, not our copy of it
             if e.path is not None and e.path.resolve() == source.resolve(): raise BeingError(e.problem, video, e.fix) from e
             raise

@@ -135,3 +135,56 @@ def test_one_writer_at_a_time(tmp_path):
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert len(list((root/"k"/"frames").glob("*.jpg"))) == 125
+
+def ffmpeg(*args):
+    from being_nb.media import ffmpeg_exe
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
+
+def test_hdr_phone_clip_is_converted_to_sdr(tmp_path):
+    "10-bit HLG HEVC (a phone's default) came out washed out (mean difference 17/255, saturation 63 vs 80)."
+    from being_nb.media import decode_jpeg, probe
+    sdr = clip(tmp_path/"talk.mp4", seconds=4)
+    hlg = tmp_path/"phone.mp4"
+    ffmpeg("-i", sdr, "-vf", "zscale=t=arib-std-b67:m=2020_ncl:p=2020:tin=bt709:min=bt709:pin=bt709,format=yuv420p10le",
+           "-c:v", "libx265", "-x265-params", "log-level=error", "-color_trc", "arib-std-b67", "-color_primaries", "bt2020",
+           "-colorspace", "bt2020nc", "-c:a", "copy", hlg)
+    assert probe(hlg).hdr == "HLG"
+    with pytest.warns(UserWarning, match="HLG video: converted to BT.709 SDR"):
+        converted = run_prepare(hlg, tmp_path, name="hdr").avatar
+    assert probe(converted.source).hdr == "" and converted.source.name == "source.mp4"
+    reference = run_prepare(sdr, tmp_path, name="sdr").avatar
+    a, b = (np.stack([decode_jpeg(av.frame_path(i).read_bytes()) for i in range(0, 100, 10)]).astype(float)
+            for av in (converted, reference))
+    assert np.abs(a - b).mean() < 10, np.abs(a - b).mean()   # 7 (crops differ a little); read as is: 50 on the whole frame
+
+def test_the_default_audio_track_is_the_speech(tmp_path):
+    "An OBS-style recording: music on audio track 0, the speech on track 1 marked default."
+    from being_nb.media import read_audio
+    talk = clip(tmp_path/"talk.mp4", seconds=4)
+    obs = tmp_path/"obs.mkv"
+    ffmpeg("-i", talk, "-f", "lavfi", "-i", "sine=frequency=220:duration=4", "-map", "0:v", "-map", "1:a", "-map", "0:a",
+           "-c:v", "copy", "-c:a", "aac", "-disposition:a:0", "0", "-disposition:a:1", "default",
+           "-metadata:s:a:0", "title=music", "-metadata:s:a:1", "title=mic", obs)
+    speech, music = read_audio(talk), read_audio(obs, track=0)
+    def corr(x, y):
+        n = min(len(x), len(y)); return float(np.corrcoef(x[:n], y[:n])[0, 1])
+    with pytest.warns(UserWarning, match=r"has 2 audio tracks .*'music'.*'mic'.*using track 1 \(marked default\)"):
+        av = run_prepare(obs, tmp_path).avatar
+    assert corr(read_audio(av.audio), speech) > 0.95
+    root = tmp_path/"avatars"
+    r = subprocess.run([shutil.which("being"), "prepare", str(obs), "--name", "a", "--root", str(root), "--size", str(SIZE),
+                        "--audio-encoder", "mel", "--quiet", "--audio-track", "0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "audio                    " in r.stdout and "skipped" not in r.stdout.split("audio")[1].split("\n")[0], r.stdout + r.stderr
+    assert corr(read_audio(av.audio), music) > 0.95
+    r = subprocess.run([shutil.which("being"), "prepare", str(obs), "--name", "a", "--root", str(root), "--audio-track", "5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "has no audio track 5" in r.stderr and "--audio-track 0 to 1" in r.stderr, r.stderr
+
+def test_a_small_face_crop_is_not_blown_up_silently(tmp_path):
+    "A 240p wide shot's 153 px face crop was upscaled 3.35x to 512 px without a word."
+    source = Path(__file__).parents[2]/"shared/data/videos/woman_hd_uncropped_7s_1080p.mp4"
+    if not source.exists(): pytest.skip("development clips are not beside this checkout")
+    wide = tmp_path/"wide.mp4"
+    ffmpeg("-t", "3.2", "-i", source, "-vf", "scale=-2:240", "-c:v", "libx264", "-c:a", "aac", wide)
+    with pytest.warns(UserWarning, match=r"face crop is only 1\d\d px, upscaled .*pass --size 1\d\d"):
+        prepare(wide, "wide", root=tmp_path/"avatars", size=256, audio_encoder="mel")   # 153 px crop: 1.7x
