@@ -175,7 +175,7 @@ def _train_args(p):
     p.add_argument("--size", type=int, help="training resolution (default: 512 on CUDA, 64 on the CPU)")
     p.add_argument("--resume", action="store_true", help="continue from model/latest.pt")
     p.add_argument("--features", help="which features/<name>.npy to train on (default: a pretrained encoder's)")
-    p.add_argument("--timing", choices=("streaming", "centred"), default="streaming",
+    p.add_argument("--timing", choices=("streaming", "centred"),
                    help="audio each frame hears: streaming (80 ms ahead: live latency under 150 ms, the default) or "
                         "centred (320 ms ahead: for offline videos; served, it adds 240 ms of latency)")
     p.add_argument("--prior", action="store_true",
@@ -190,11 +190,14 @@ def _train_args(p):
 def cmd_train(args):
     from being_nb.train import train
     from being_nb.motion import CENTRED, STREAMING
-    timing = {"streaming": STREAMING, "centred": CENTRED}[args.timing]
+    asked = {}                         # only what was given: --resume refuses options that differ from the run's own
+    if args.timing:
+        timing = {"streaming": STREAMING, "centred": CENTRED}[args.timing]
+        asked.update(window_ahead=timing.window_ahead, neighbours_ahead=timing.neighbours_ahead)
+    if args.prior: asked["drive"] = "blendshapes"
+    if args.adapt_steps is not None: asked["adapt_steps"] = args.adapt_steps
     t = train(args.name, root=args.root, iterations=args.iterations, device=args.device, resume=args.resume,
-              size=args.size, encoder=args.features, window_ahead=timing.window_ahead, neighbours_ahead=timing.neighbours_ahead,
-              drive="blendshapes" if args.prior else "audio", threads=args.threads,
-              **({} if args.adapt_steps is None else {"adapt_steps": args.adapt_steps}))
+              size=args.size, encoder=args.features, threads=args.threads, **asked)
     print(f"trained {args.name}: step {t.step_count}, {len(t.model.head['means']) + len(t.model.mouth['means'])} "
           f"Gaussians; checkpoint {t.avatar.latest_checkpoint}")
 

@@ -6,7 +6,7 @@ Docs: https://being-nb.github.io/being_nb/eval.html.md"""
 
 # %% ../nbs/26_eval.ipynb #e9255165
 from __future__ import annotations
-import json, time
+import json, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,8 @@ from .model import AvatarModel, load_model
 from .train import psnr, render_frames, ssim
 
 # %% auto #0
-__all__ = ['image_metrics', 'mouth_measurements', 'lip_metrics', 'nearest_training_frames', 'render_fps', 'prior_drives',
-           'evaluate', 'side_by_side']
+__all__ = ['LIP_SYNC_MARGIN', 'image_metrics', 'mouth_measurements', 'lip_metrics', 'nearest_training_frames', 'render_fps',
+           'prior_drives', 'lip_sync_note', 'evaluate', 'side_by_side']
 
 # %% ../nbs/26_eval.ipynb #f3ccc82b
 def image_metrics(renders:torch.Tensor, data:AvatarData, indices) -> dict:
@@ -130,6 +130,16 @@ def _render_speed(avatar, model, data, info, frames:int) -> dict:
     same = earlier.get("checkpoint") == info["checkpoint"]
     return {"render_fps": earlier.get("render_fps") if same else None, "device": earlier.get("device") if same else None}
 
+LIP_SYNC_MARGIN = 0.05    # speech must bring the mouth at least this much closer (LMD) than silence does
+
+def lip_sync_note(metrics:dict) -> str|None:
+    "A warning when the audio does not make the mouth closer to the real one than silence does (LMD, px)."
+    m, s = metrics.get("model", {}).get("lmd"), metrics.get("silent", {}).get("lmd")
+    if m is None or s is None or m < (1 - LIP_SYNC_MARGIN)*s: return None
+    return (f"the audio does not drive the mouth: LMD {m:.3f} px with the audio vs {s:.3f} px silenced (lip sync needs "
+            f"it at least {LIP_SYNC_MARGIN:.0%} lower). A CPU-default model (64 px, 300 steps) is a smoke test; train "
+            "on a GPU with the defaults, or with more --iterations and a larger --size")
+
 def evaluate(name:str, root=None, device=None, lip:bool=True, video:bool=True, fps_frames:int=100,
              prior=None) -> dict:     # blendshape-driven avatars: the prior file (default: `avatar_prior`'s)
     "Evaluate the trained avatar `name` on its held-out frames; writes model/metrics.json (and model/eval.mp4)."
@@ -155,6 +165,10 @@ def evaluate(name:str, root=None, device=None, lip:bool=True, video:bool=True, f
         real_pts, real_jaw = mouth_measurements(real)
         for k, images in methods.items(): metrics[k].update(lip_metrics(*mouth_measurements(images), real_pts, real_jaw))
     metrics.update(_render_speed(avatar, model, data, info, fps_frames))
+    note = lip_sync_note(metrics)
+    if note:
+        metrics["warnings"] = [note]
+        warnings.warn(note, stacklevel=2)
     atomic_write_json(avatar.eval_metrics, metrics)
     if video: side_by_side(avatar, real, renders["model"], data.test_idx)
     return metrics

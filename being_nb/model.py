@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import BeingError, AvatarDir, get_device
+from .core import BeingError, AvatarDir, file_digest, get_device
 from .face import LANDMARKS
 
 # %% auto #0
-__all__ = ['ModelConfig', 'AvatarModel', 'new_model', 'model_from_checkpoint', 'parameter_digest', 'load_model']
+__all__ = ['ModelConfig', 'AvatarModel', 'new_model', 'model_from_checkpoint', 'parameter_digest', 'check_trained_on',
+           'load_model']
 
 # %% ../nbs/24_model.ipynb #2e8c2840
 @dataclass
@@ -32,6 +33,7 @@ class ModelConfig:
     neighbours_ahead: int = 4
     drive: str = "audio"           # "audio" (hears audio windows) or "blendshapes" (jaw/mouth shapes from the speech prior)
     prior_ahead: int = 4           # blendshape-driven: the look-ahead of the prior that drives it (4: 80 ms, 12: centred)
+    trained_on: str = ""           # digest of the avatar's track file it was fitted to ("": saved before this was kept)
 
     @property
     def timing(self):
@@ -138,7 +140,7 @@ def new_model(data, n_face:int, n_head:int, n_mouth:int, sh_degree:int=1, seed:i
                          face_bounds=bounds_of(init.head["means"].detach()).tolist(),
                          mouth_bounds=bounds_of(init.mouth["means"].detach()).tolist(),
                          sh_degree=sh_degree, size=data.size, window_ahead=data.timing.window_ahead,
-                         neighbours_ahead=data.timing.neighbours_ahead)
+                         neighbours_ahead=data.timing.neighbours_ahead, trained_on=file_digest(data.avatar.track))
     model = AvatarModel(config, init.head, init.mouth)
     model.lip_points.copy_(torch.tensor(data.track.vertices[LANDMARKS["mouth"]], dtype=torch.float32))
     return model.to(data.device)
@@ -169,6 +171,14 @@ def parameter_digest(state_dict:dict) -> str:
     return "sha256:" + h.hexdigest()
 
 # %% ../nbs/24_model.ipynb #a78b1af0
+def check_trained_on(avatar:AvatarDir, config:ModelConfig, path:Path):
+    """Raise `BeingError` if `avatar` was prepared again (another clip, or another size) after the model at `path`
+    was fitted: its Gaussians would be composited over frames they were never fitted to."""
+    if config.trained_on and avatar.track.exists() and file_digest(avatar.track) != config.trained_on:
+        raise BeingError(f"was trained on an earlier preparation of avatar {avatar.name!r}, which has since been prepared "
+                         "again (another clip or other settings)", path,
+                         fix=f"train it again: being train {avatar.name} (or prepare into a new name to keep this model)")
+
 def load_model(avatar:AvatarDir, device=None, path:Path|None=None) -> tuple[AvatarModel, dict]:
     """The trained model of `avatar` (from `path`, default `avatar.model_file`), frozen for inference, with its
     step and the digest of its parameters. Raises `BeingError` naming the file if there is none."""
@@ -176,4 +186,5 @@ def load_model(avatar:AvatarDir, device=None, path:Path|None=None) -> tuple[Avat
     if not path.exists():
         raise BeingError("no trained model", path, fix=f"run `being train {avatar.name}` first")
     model, state = model_from_checkpoint(path, get_device(device))
+    check_trained_on(avatar, model.config, path)
     return model.freeze(), {"step": state["step"], "checkpoint": parameter_digest(state["model"])}

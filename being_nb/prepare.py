@@ -244,6 +244,9 @@ def prepare(video, name:str, root=None, size:int=DEFAULT_SIZE, audio_encoder=Non
                 stages.append(stage_track(avatar, source, digest, size, face_model, force))
                 stages.append(stage_parse(avatar, force))
             stages.append(features.result())
+            if avatar.model_file.exists() and not next(s for s in stages if s.name == "track").skipped:
+                notes.append(f"the trained model in {avatar.model_dir} was fitted to the earlier preparation: train "
+                             f"again (being train {name}); generate, eval and serve refuse it until then")
             note = upscale_note(next(s for s in stages if s.name == "track").figures.get("crop_px", 0), size)
             if note: notes.append(note)
         except BeingError as e:                       # name the user's file, not our copy of it

@@ -315,6 +315,25 @@ def held_out_psnr(model:AvatarModel, data:AvatarData, **kw) -> float:
     return float(np.mean(scores))
 
 # %% ../nbs/25_train.ipynb #017de37e
+def _resumed_config(avatar:AvatarDir, iterations, size, encoder, overrides) -> tuple[TrainConfig, str|None]:
+    """The settings a run resumes with: its own, saved beside the checkpoint (only `iterations` may grow). Options
+    asking for something else are refused rather than ignored, and the features are the ones it was trained on."""
+    saved_all = json.loads(avatar.model_config.read_text())
+    saved, model = saved_all["train"], saved_all["model"]
+    saved["stages"] = tuple(saved["stages"])
+    saved.setdefault("window_ahead", 8); saved.setdefault("neighbours_ahead", 4)     # saved before timing existed
+    saved.setdefault("drive", "audio")
+    asked = {k: v for k, v in {"size": size, **overrides}.items() if v is not None}
+    changed = {k: (saved.get(k), v) for k, v in asked.items() if saved.get(k) != v}
+    features = model["features"] if saved["drive"] == "audio" else encoder
+    if encoder is not None and saved["drive"] == "audio" and encoder != features: changed["features"] = (features, encoder)
+    if changed:
+        said = ", ".join(f"{k} {new} (the run has {old})" for k, (old, new) in changed.items())
+        raise BeingError(f"--resume continues a run with the settings it started with, and these differ: {said}",
+                         avatar.latest_checkpoint, fix="drop those options to resume, or train again without --resume "
+                         "(it starts over and replaces the model)")
+    return TrainConfig(**{**saved, **({"iterations": iterations} if iterations else {})}), features
+
 def train(name:str, root=None, iterations:int|None=None, device=None, resume:bool=False, size:int|None=None,
           encoder:str|None=None,
           threads:int|None=None,      # PyTorch CPU threads (default: `training_threads`'s)
@@ -324,11 +343,7 @@ def train(name:str, root=None, iterations:int|None=None, device=None, resume:boo
     dev = get_device(device)
     set_training_threads(dev, threads)
     if resume and avatar.latest_checkpoint.exists():
-        saved = json.loads(avatar.model_config.read_text())["train"]
-        saved["stages"] = tuple(saved["stages"])
-        saved.setdefault("window_ahead", 8); saved.setdefault("neighbours_ahead", 4)     # saved before timing existed
-        saved.setdefault("drive", "audio")
-        cfg = TrainConfig(**{**saved, **({"iterations": iterations} if iterations else {})})
+        cfg, encoder = _resumed_config(avatar, iterations, size, encoder, overrides)
     else:
         extra = {k: v for k, v in dict(iterations=iterations, size=size).items() if v is not None}
         cfg = TrainConfig.for_device(dev, **extra, **overrides)

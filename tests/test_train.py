@@ -44,6 +44,8 @@ def test_eval_writes_metrics_and_video(root):
     for method in ("model", "silent", "nearest_neighbour"):
         assert m[method]["psnr"] > 10 and m[method]["lmd"] is not None
     assert (root/"s"/"model"/"eval.mp4").stat().st_size > 1000
+    mute = m["model"]["lmd"] >= 0.95*m["silent"]["lmd"]         # the audio does not move the mouth: say so
+    assert ("warnings" in m) == mute and ("being eval: warning: the audio does not drive the mouth" in r.stderr) == mute, r.stderr
 
 def test_eval_without_a_model_is_a_clear_error(tmp_path):
     r = subprocess.run(being("eval", "nobody", "--root", str(tmp_path), "--device", "cpu"), capture_output=True, text=True)
@@ -69,3 +71,27 @@ def test_generate_and_speak(root, tmp_path):
     r = subprocess.run(being("generate", "s", "--root", str(root), "--device", "cpu", "--audio", str(tmp_path/"none.wav"),
                              "--output", str(tmp_path/"x.mp4")), capture_output=True, text=True)
     assert r.returncode == 2 and "none.wav: file not found" in r.stderr
+
+def test_a_model_knows_what_it_was_trained_on(root, tmp_path):
+    "Resume used the newest features (a conv1d traceback) and ignored --size/--timing; a re-prepared avatar kept its model."
+    import os
+    from being_nb.media import write_wav
+    from being_nb.tts import synthesize
+    r = subprocess.run(being("train", "s", "--root", str(root), "--device", "cpu", "--resume", "--size", "96", "--timing",
+                             "streaming", "--quiet"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "these differ: size 96 (the run has 32)" in r.stderr and "neighbours_ahead 0" in r.stderr, r.stderr
+    if os.environ.get("BEING_AUDIO_ENCODER"):               # a pretrained encoder's features added after training
+        prepare(sample_clip().path, "s", root=root, size=96)
+        assert len(list((root/"s"/"features").glob("*.npy"))) == 2
+        r = subprocess.run(being("train", "s", "--root", str(root), "--device", "cpu", "--resume", "--iterations", "410",
+                                 "--quiet"), capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0 and "step 410" in r.stdout, r.stderr[-2000:]
+    r = subprocess.run(being("prepare", str(sample_clip().path), "--name", "s", "--root", str(root), "--size", "80",
+                             "--audio-encoder", "mel", "--quiet"), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "fitted to the earlier preparation: train again" in r.stderr, r.stderr[-2000:]
+    speech = tmp_path/"speech.wav"
+    write_wav(speech, synthesize("Hello.").audio)
+    r = subprocess.run(being("generate", "s", "--root", str(root), "--device", "cpu", "--audio", str(speech),
+                             "--output", str(tmp_path/"x.mp4")), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "has since been prepared again" in r.stderr and "being train s" in r.stderr, r.stderr
+    assert not (tmp_path/"x.mp4").exists()
