@@ -6,7 +6,7 @@ Docs: https://being-nb.github.io/being_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #671f80d6
 from __future__ import annotations
-import contextlib, hashlib, json, os, platform, re, shutil, tempfile, threading, time, urllib.request
+import contextlib, glob, hashlib, json, os, platform, re, shutil, tempfile, threading, time, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -17,12 +17,12 @@ from tqdm.auto import tqdm
 from . import __version__
 
 # %% auto #0
-__all__ = ['FPS', 'SAMPLE_RATE', 'FEATURE_RATE', 'DEFAULT_SIZE', 'FACE_LANDMARKER', 'AUDIO_ENCODER_ENV', 'BeingError',
-           'avatars_root', 'cache_dir', 'check_avatar_name', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text',
-           'atomic_write_json', 'atomic_dir', 'file_digest', 'tree_digest', 'software_versions', 'Manifest',
-           'AvatarDir', 'split_frames', 'get_device', 'training_threads', 'set_training_threads', 'set_quiet',
-           'progress', 'sigterm_as_interrupt', 'truncate_log', 'prefetch', 'ordered_map', 'Asset', 'locate_asset',
-           'find_asset']
+__all__ = ['FPS', 'SAMPLE_RATE', 'FEATURE_RATE', 'DEFAULT_SIZE', 'STALE_TEMP_S', 'FACE_LANDMARKER', 'AUDIO_ENCODER_ENV',
+           'BeingError', 'avatars_root', 'cache_dir', 'check_avatar_name', 'atomic_path', 'atomic_write_bytes',
+           'atomic_write_text', 'atomic_write_json', 'sweep_stale_temporaries', 'atomic_dir', 'file_digest',
+           'tree_digest', 'software_versions', 'Manifest', 'AvatarDir', 'split_frames', 'get_device',
+           'training_threads', 'set_training_threads', 'set_quiet', 'progress', 'sigterm_as_interrupt', 'truncate_log',
+           'prefetch', 'ordered_map', 'Asset', 'locate_asset', 'find_asset']
 
 # %% ../nbs/00_core.ipynb #dd84e3cd
 class BeingError(Exception):
@@ -104,6 +104,18 @@ def atomic_write_text(path, text:str):
 def atomic_write_json(path, obj):
     "Write `obj` as indented JSON to `path` atomically."
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+# %% ../nbs/00_core.ipynb #9d890068
+STALE_TEMP_S = 600     # a temporary file untouched this long belongs to a dead writer
+
+def sweep_stale_temporaries(path, older_than:float=STALE_TEMP_S) -> list[Path]:
+    "Delete the temporary siblings `atomic_path(path)` leaves when killed, if untouched for `older_than` s; returns them."
+    path, now, swept = Path(path), time.time(), []
+    for tmp in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp{glob.escape(path.suffix)}"):
+        try:
+            if tmp.is_file() and now - tmp.stat().st_mtime > older_than: tmp.unlink(); swept.append(tmp)
+        except FileNotFoundError: pass
+    return swept
 
 # %% ../nbs/00_core.ipynb #59b960a5
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from .core import BeingError, FPS, SAMPLE_RATE, atomic_path, progress
+from .core import BeingError, FPS, SAMPLE_RATE, atomic_path, progress, sweep_stale_temporaries
 
 class _PyAV:
     "PyAV, imported on first use, so the JPEG and wav helpers work where it is not installed (a bare GPU server)."
@@ -275,12 +275,14 @@ def write_wav(path, audio:np.ndarray, sample_rate:int=SAMPLE_RATE) -> Path:
 VIDEO_SUFFIXES = (".mp4", ".m4v")     # what `write_video` writes: H.264 and AAC in an MP4 container
 
 def check_video_output(path) -> Path:
-    "`path` as a video to write, checked before any work: not a folder, and named for the MP4 it will hold."
+    """`path` as a video to write, checked before any work: not a folder, and named for the MP4 it will hold.
+    Temporary files a killed earlier write of `path` left beside it are swept (`sweep_stale_temporaries`)."""
     path = Path(path)
     if path.is_dir(): raise BeingError("is a folder, not a file to write", path, fix=f"name a file, e.g. {path/'out.mp4'}")
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise BeingError(f"being_nb writes H.264/AAC MP4 files, and {path.suffix or 'no extension'} names another format",
                          path, fix=f"name it {path.with_suffix('.mp4').name} (then convert it with ffmpeg if you need to)")
+    sweep_stale_temporaries(path)
     return path
 
 # %% ../nbs/01_media.ipynb #cdba5ede
