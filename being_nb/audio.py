@@ -6,7 +6,7 @@ Docs: https://being-nb.github.io/being_nb/audio.html.md"""
 
 # %% ../nbs/12_audio.ipynb #9bf53337
 from __future__ import annotations
-import hashlib, os, re
+import copy, hashlib, os, re
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +16,12 @@ from .core import AUDIO_ENCODER_ENV, FEATURE_RATE, FPS, SAMPLE_RATE
 from .core import BeingError, cache_dir, get_device, progress
 
 # %% auto #0
-__all__ = ['HOP', 'FEATURES_PER_VIDEO_FRAME', 'N_MELS', 'N_FFT', 'SUPPORTED_MODEL_TYPES', 'n_feature_frames', 'as_waveform',
-           'frame_windows', 'AudioEncoder', 'StreamingFeatures', 'slaney_mel_filters', 'MelEncoder',
-           'TransformersEncoder', 'WhisperAudioEncoder', 'Wav2Vec2AudioEncoder', 'encoder_cache', 'encoder_name',
-           'load_model_encoder', 'locate_audio_encoder', 'load_audio_encoder']
+__all__ = ['HOP', 'FEATURES_PER_VIDEO_FRAME', 'N_MELS', 'N_FFT', 'VAD_CHUNK', 'GATE_OPEN', 'GATE_CLOSED', 'GATE_HOLD',
+           'LEVEL_CHUNKS', 'GAIN_DB', 'SUPPORTED_MODEL_TYPES', 'n_feature_frames', 'as_waveform', 'frame_windows',
+           'AudioEncoder', 'StreamingFeatures', 'slaney_mel_filters', 'MelEncoder', 'load_vad', 'voice_probabilities',
+           'speech_level_db', 'synthetic_music', 'SpeechFront', 'TransformersEncoder', 'WhisperAudioEncoder',
+           'Wav2Vec2AudioEncoder', 'encoder_cache', 'encoder_name', 'load_model_encoder', 'locate_audio_encoder',
+           'load_audio_encoder']
 
 # %% ../nbs/12_audio.ipynb #79be5814
 HOP = SAMPLE_RATE // FEATURE_RATE                 # 320 samples (20 ms) per feature frame
@@ -195,6 +197,127 @@ class MelEncoder(AudioEncoder):
     def settings(self) -> dict:
         return {**super().settings(), "n_fft": N_FFT, "window": "hann", "filters": "librosa slaney 0-8000 Hz",
                 "normalisation": "(log10(mel power + 1e-8) + 4) / 2"}
+
+# %% ../nbs/12_audio.ipynb #eeb690cf
+VAD_CHUNK = 512                  # samples per silero-vad decision at 16 kHz (32 ms)
+GATE_OPEN, GATE_CLOSED = 0.5, 0.2  # voice probability at or above which a frame passes as is / at or below which it is silence
+GATE_HOLD = round(0.3*SAMPLE_RATE) # a frame's gate: the highest probability of the chunks ending in the 0.3 s before it is final
+LEVEL_CHUNKS = round(3.0*SAMPLE_RATE/VAD_CHUNK)   # the level's time constant, in voiced chunks (about 3 s of speech)
+GAIN_DB = (-20.0, 40.0)          # the level correction is clamped to this range
+
+_vad_model = None
+
+def load_vad():
+    "silero-vad's TorchScript model (MIT; shipped inside the `silero-vad` wheel), loaded once per process."
+    global _vad_model
+    if _vad_model is None:
+        try: from silero_vad import load_silero_vad
+        except ImportError as e: raise BeingError("silero-vad is not installed", fix="pip install silero-vad") from e
+        _vad_model = load_silero_vad()
+    return _vad_model
+
+def _chunk_db(x:np.ndarray) -> float: return float(10*np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+def voice_probabilities(audio, vad=None) -> np.ndarray:
+    "[ceil(n/512)] silero-vad's speech probability of each 32 ms chunk of 16 kHz mono `audio` (the last zero-padded)."
+    audio, vad = as_waveform(audio), copy.deepcopy(vad or load_vad())
+    vad.reset_states()
+    padded = np.zeros(-(-len(audio)//VAD_CHUNK)*VAD_CHUNK, np.float32); padded[:len(audio)] = audio
+    with torch.no_grad():
+        return np.array([vad(torch.from_numpy(padded[i:i+VAD_CHUNK])[None], SAMPLE_RATE).item()
+                         for i in range(0, len(padded), VAD_CHUNK)], np.float32)
+
+def speech_level_db(audio, vad=None) -> float|None:
+    "The RMS level in dBFS of the voiced 32 ms chunks of `audio` (None if none is voiced): e.g. an avatar's clip."
+    audio = as_waveform(audio)
+    p = voice_probabilities(audio, vad)
+    chunks = [audio[i*VAD_CHUNK:(i + 1)*VAD_CHUNK] for i in np.flatnonzero(p >= GATE_OPEN) if (i + 1)*VAD_CHUNK <= len(audio)]
+    return _chunk_db(np.concatenate(chunks)) if chunks else None
+
+# %% ../nbs/12_audio.ipynb #b6168235
+def synthetic_music(seconds=6.0, seed=0) -> np.ndarray:
+    "A test signal, an instrumental (16 kHz): plucked harmonic notes on a pentatonic-ish scale, a kick and a snare, peak 0.5."
+    rng, sr = np.random.default_rng(seed), SAMPLE_RATE
+    out, beat = np.zeros(int(seconds*sr)), 0.25
+    for k in range(int(seconds/beat)):
+        start, tt = int(k*beat*sr), np.arange(int(0.5*sr))/sr
+        f = [220, 261.6, 329.6, 392, 440, 523.3][rng.integers(6)]
+        note = sum(np.sin(2*np.pi*f*h*tt)/h for h in range(1, 6))*np.exp(-tt*4)*(1 - np.exp(-tt*200))
+        hit = (np.sin(2*np.pi*60*tt[:2000]*(1 + np.exp(-tt[:2000]*40)))*np.exp(-tt[:2000]*30) if k % 2 == 0
+               else rng.standard_normal(1500)*np.exp(-np.arange(1500)/300)*0.4)
+        for sound, gain in ((note, 0.2), (hit, 0.4)):
+            end = min(len(out), start + len(sound)); out[start:end] += gain*sound[:end - start]
+    return (0.5*out/np.abs(out).max()).astype(np.float32)
+
+# %% ../nbs/12_audio.ipynb #0015200e
+class SpeechFront:
+    """Features of speech with its level brought to `target_db` and non-voice gated to `silence`, causally: a stream
+    pushed in pieces of any size gives exactly the features of the whole (`__call__`). The `StreamingFeatures`
+    interface (`push`, `flush`, `reset`, `lookahead_s`, `frames_done`)."""
+    def __init__(self, encoder:AudioEncoder,
+                 silence:np.ndarray,            # [D] the encoder's feature of silence: what gated frames become
+                 target_db:float|None=None,     # the level to bring voiced speech to (dBFS RMS); None: leave the level
+                 gate:bool=True,                # False: no voice-activity gate
+                 vad=None):                     # a silero-vad model (default: `load_vad()`); each front keeps its own copy
+        self.encoder, self.silence, self.target_db, self.gate = encoder, np.asarray(silence, np.float32), target_db, gate
+        self.vad = copy.deepcopy(vad or load_vad())
+        self.stream = StreamingFeatures(encoder)
+        self.reset()
+
+    def reset(self):
+        "Forget the stream so far and start a new one."
+        self.stream.reset(); self.vad.reset_states()
+        self.pending = np.zeros(0, np.float32)    # raw samples of the chunk in progress (already passed on, with `gain`)
+        self.probs: list[float] = []              # per complete chunk
+        self.level, self.voiced, self.gain = None, 0, 1.0
+        self.frames_out = 0
+
+    lookahead_s = property(lambda self: self.encoder.lookahead_s)
+    frames_done = property(lambda self: self.stream.frames_done)
+
+    def _end_chunk(self):
+        with torch.no_grad(): p = self.vad(torch.from_numpy(self.pending)[None], SAMPLE_RATE).item()
+        self.probs.append(p)
+        if p >= GATE_OPEN:
+            db, self.voiced = _chunk_db(self.pending), self.voiced + 1
+            self.level = db if self.level is None else self.level + (db - self.level)/min(self.voiced, LEVEL_CHUNKS)
+            if self.target_db is not None:
+                self.gain = float(10**(np.clip(self.target_db - self.level, *GAIN_DB)/20))
+        self.pending = np.zeros(0, np.float32)
+
+    def _gated(self, features:np.ndarray) -> np.ndarray:
+        f0, self.frames_out = self.frames_out, self.frames_out + len(features)
+        if not self.gate or not len(features): return features
+        enc, probs = self.encoder, np.asarray(self.probs + [0.0])
+        gates = np.ones(len(features), np.float32)
+        for k in range(len(features)):
+            final = enc.window_end((f0 + k)//enc.block)      # the sample that makes the frame final
+            last = min(final, self.stream.received)//VAD_CHUNK  # chunks 0 .. last-1 ended by then
+            first = max(0, (final - GATE_HOLD)//VAD_CHUNK)
+            if last > first:
+                gates[k] = np.clip((probs[first:last].max() - GATE_CLOSED)/(GATE_OPEN - GATE_CLOSED), 0, 1)
+        return self.silence + gates[:, None]*(features - self.silence)
+
+    def push(self, chunk) -> np.ndarray:
+        "Add 16 kHz float32 mono samples; return the feature frames that became final `[k, D]`, conditioned."
+        chunk, out, pos = as_waveform(chunk), [], 0
+        while pos < len(chunk):
+            piece = chunk[pos:pos + VAD_CHUNK - len(self.pending)]
+            out.append(piece*self.gain)
+            self.pending = np.concatenate([self.pending, piece]); pos += len(piece)
+            if len(self.pending) == VAD_CHUNK: self._end_chunk()
+        return self._gated(self.stream.push(np.concatenate(out) if out else chunk))
+
+    def flush(self) -> np.ndarray:
+        "End of stream: the remaining frames, conditioned; then start a new stream."
+        features = self._gated(self.stream.flush())
+        self.reset()
+        return features
+
+    def __call__(self, audio) -> np.ndarray:
+        "Conditioned features `[ceil(n/320), D]` of a whole waveform (the stream's, pushed at once)."
+        self.reset()
+        return np.concatenate([self.push(audio), self.flush()])
 
 # %% ../nbs/12_audio.ipynb #45f2d1e7
 def _first_line(e:Exception) -> str: return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

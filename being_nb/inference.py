@@ -111,7 +111,8 @@ class Engine:
     "A trained avatar ready to be driven by audio."
     def __init__(self, name:str, root=None, device=None, audio_encoder=None, batch:int|None=None,
                  cuda_graphs:bool|None=None,      # default: on CUDA, unless $BEING_CUDA_GRAPHS is 0
-                 prior=None):                     # blendshape-driven avatars: the prior file (default: `avatar_prior`'s)
+                 prior=None,                      # blendshape-driven avatars: the prior file (default: `avatar_prior`'s)
+                 condition:bool=True):            # level and voice-activity conditioning of the speech (`SpeechFront`)
         self.avatar = AvatarDir(name, root)
         self.device = get_device(device)
         self.model, self.info = load_model(self.avatar, self.device)
@@ -129,14 +130,26 @@ class Engine:
                         else matching_encoder(self.avatar, cfg.features, audio_encoder, self.device))
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
         self.silence = self.encoder(np.zeros(SAMPLE_RATE, np.float32))[FPS]      # one feature frame of silence
+        self.condition = condition
+        if condition:                           # the level the avatar heard its own speech at, to bring any speech to
+            from being_nb.audio import speech_level_db
+            from being_nb.media import read_audio
+            self.speech_level = speech_level_db(read_audio(self.avatar.audio))
         shape = (len(SPEECH_INDEX),) if self.prior is not None else (2*NEIGHBOURS + 1, WINDOW, len(self.silence))
         self.speech = torch.as_tensor(SPEECH_INDEX, device=self.device)          # the prior's columns the avatar takes
         self.graphs = (DeformGraphs(self.model, self.batch, shape, self.replay.expression.shape[1], self.device)
                        if self.device.type == "cuda" and _graphs_wanted(cuda_graphs) else None)
 
+    def speech_front(self):
+        """A new stream's feature maker: a `SpeechFront` bringing speech to the avatar's own level and gating what is
+        not a voice to silence (or, with `condition=False`, the encoder's plain `StreamingFeatures`)."""
+        from being_nb.audio import SpeechFront, StreamingFeatures
+        if not self.condition: return StreamingFeatures(self.encoder)
+        return SpeechFront(self.encoder, self.silence, self.speech_level)
+
     def features(self, audio:np.ndarray) -> np.ndarray:
-        "[F, D] speech features of `audio` (16 kHz mono float), 50 per second."
-        return self.encoder(audio)
+        "[F, D] speech features of `audio` (16 kHz mono float), 50 per second, conditioned as `speech_front` says."
+        return self.speech_front()(audio) if self.condition else self.encoder(audio)
 
     def inputs(self, features:np.ndarray, frames, n_frames:int, first:int=0) -> torch.Tensor:
         "[B, 9, 16, D] motion-field input of video frames `frames` (see `AudioTiming.inputs`)."

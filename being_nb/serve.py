@@ -151,7 +151,7 @@ class Outbox:
 @dataclass
 class SpeechState:
     "One session's speech as the render thread sees it."
-    stream: object                       # the session's StreamingFeatures
+    stream: object                       # the session's feature maker (`Engine.speech_front`)
     epoch: int = 0                       # the session epoch the state belongs to
     start: int|None = None               # client sample index where the utterance began; None: no speech
     features: np.ndarray|None = None     # feature frames `first ..` of the utterance
@@ -215,8 +215,7 @@ def _apply(self, session, command:tuple, out:list):
     if epoch != session.epoch: return                      # interrupted after it was queued
     st = self.states.get(session)
     if st is None:
-        from being_nb.audio import StreamingFeatures
-        st = self.states[session] = SpeechState(StreamingFeatures(self.engine.encoder), epoch)
+        st = self.states[session] = SpeechState(self.engine.speech_front(), epoch)
     if st.epoch != epoch:                                  # the first command after an interrupt: forget the speech
         st.stream.reset(); st.epoch, st.start = epoch, None
     if kind == "idle":
