@@ -281,50 +281,126 @@ def chromium():
     if path is None: pytest.fail("chromium is not installed (Debian package `chromium`; .ci/run installs it)")
     return path
 
-def page_value(devtools_port, expression, timeout=5):
-    "Evaluate `expression` in the page through the DevTools protocol."
-    pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{devtools_port}/json/list", timeout=timeout))
-    url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
-    with connect(url, max_size=None, open_timeout=timeout) as cdp:
-        cdp.send(json.dumps({"id": 1, "method": "Runtime.evaluate", "params": {"expression": expression, "returnByValue": True}}))
-        while True:
-            m = json.loads(cdp.recv(timeout=timeout))
-            if m.get("id") == 1: return m["result"]["result"].get("value")
-
-def test_browser_page_shows_frames_and_latency(server, tmp_path):
-    from being_nb.tts import synthesize
-    from being_nb.media import write_wav
-    wav = tmp_path/"mic.wav"
-    write_wav(wav, np.tile(synthesize("Hello from the microphone. One two three four five.").audio, 3))
-    profile = tmp_path/"profile"
-    cmd = [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
-           f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-           f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required",
-           f"{server.http}/?avatar=tiny&source=mic&autostart=1"]
-    browser = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        active = profile/"DevToolsActivePort"
-        deadline = time.time() + 30
+class Browser:
+    "Headless Chromium on `url` (fake microphone playing `wav`), driven through the DevTools protocol."
+    def __init__(self, url, tmp_path, wav=None, size=(1366, 768)):     # a laptop screen; headless counts its bars
+        profile = tmp_path/f"profile{time.monotonic_ns()}"
+        cmd = [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
+               f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+               "--autoplay-policy=no-user-gesture-required", f"--window-size={size[0]},{size[1]}",
+               *([f"--use-file-for-fake-audio-capture={wav}"] if wav else []), url]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        active, deadline = profile/"DevToolsActivePort", time.time() + 30
         while not active.exists() or not active.read_text().strip():
             assert time.time() < deadline, "chromium did not start"
             time.sleep(0.2)
-        port = int(active.read_text().split()[0])
-        stats, deadline = None, time.time() + 60
+        self.port, self.ids = int(active.read_text().split()[0]), 0
+
+    def call(self, method, params=None, timeout=10):
+        pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=timeout))
+        url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
+        self.ids += 1
+        with connect(url, max_size=None, open_timeout=timeout) as cdp:
+            cdp.send(json.dumps({"id": self.ids, "method": method, "params": params or {}}))
+            while True:
+                m = json.loads(cdp.recv(timeout=timeout))
+                if m.get("id") == self.ids: return m["result"]
+
+    def value(self, expression):
+        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"].get("value")
+
+    def stats(self):
+        s = self.value("window.beingStats && JSON.stringify(window.beingStats)")
+        return json.loads(s) if s else {}
+
+    def wait(self, check, timeout=60, what="the page"):
+        deadline = time.time() + timeout
         while time.time() < deadline:
-            stats = page_value(port, "window.beingStats && JSON.stringify(window.beingStats)")
-            stats = json.loads(stats) if stats else None
-            if stats and stats.get("speakingFrames", 0) > 25 and stats.get("latencyP50"): break
-            time.sleep(0.5)
-        assert stats and stats["framesDrawn"] > 25 and stats["speakingFrames"] > 25, stats
-        assert 0 < stats["latencyP50"] < 2000, stats
-        assert "ms" in page_value(port, "document.getElementById('latency').textContent") or stats["latencyP50"]
-        drawn = page_value(port, "(() => { const c = document.getElementById('view'); const d = c.getContext('2d')"
-                                 ".getImageData(0, 0, c.width, c.height).data; let s = 0; for (const v of d) s += v; return s; })()")
-        assert drawn > 0, "the canvas is blank"
+            s = self.stats()
+            if s and check(s): return s
+            time.sleep(0.25)
+        raise AssertionError(f"{what}: timed out; stats {self.stats()}, status {self.value(STATUS)!r}")
+
+    def screenshot(self, path):
+        import base64
+        path = Path(path); path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot")["data"]))
+        return path
+
+    def close(self):
+        self.proc.terminate()
+        try: self.proc.wait(10)
+        except subprocess.TimeoutExpired: self.proc.kill()
+
+STATUS = "document.getElementById('status').textContent"
+SCREENSHOTS = Path(__file__).parents[1]/"out"/"screenshots"     # kept for a person to look at (CI keeps out/)
+
+def speech_wav(tmp_path):
+    from being_nb.tts import synthesize
+    from being_nb.media import write_wav
+    return write_wav(tmp_path/"mic.wav", np.tile(synthesize("Hello from the microphone. One two three four five.").audio, 3))
+
+def canvas_sum(b):
+    return b.value("(() => { const c = document.getElementById('view'); const d = c.getContext('2d')"
+                   ".getImageData(0, 0, c.width, c.height).data; let s = 0; for (const v of d) s += v; return s; })()")
+
+def test_browser_page_shows_frames_and_latency(server, tmp_path):
+    """Frames, latency and the microphone level show, all above the fold of a 1366x768 screen (the status row was
+    below it), and the file chooser only in file mode."""
+    b = Browser(f"{server.http}/?avatar=tiny&source=mic&autostart=1", tmp_path, speech_wav(tmp_path))
+    try:
+        stats = b.wait(lambda s: s.get("speakingFrames", 0) > 25 and s.get("latencyP50") and s.get("levelDb") is not None)
+        assert stats["framesDrawn"] > 25 and 0 < stats["latencyP50"] < 2000 and stats["levelDb"] > -50, stats
+        assert canvas_sum(b) > 0, "the canvas is blank"
+        fold = b.value("(() => { const r = id => document.getElementById(id).getBoundingClientRect().bottom; "
+                       "return {status: r('status'), level: r('level'), view: r('view'), height: innerHeight}; })()")
+        assert fold["status"] < fold["height"] and fold["view"] <= fold["height"], fold
+        assert b.value("document.getElementById('file').hidden") is True           # microphone mode
+        b.value("document.getElementById('source').value = 'file'; document.getElementById('source').onchange()")
+        assert b.value("document.getElementById('file').hidden") is False
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        b.screenshot(SCREENSHOTS/"page_1366x768.png")
+    finally: b.close()
+
+def test_browser_page_refuses_an_unknown_avatar(server, tmp_path):
+    "`?avatar=nobody` left another avatar selected with Start enabled."
+    b = Browser(f"{server.http}/?avatar=nobody", tmp_path)
+    try:
+        b.wait(lambda s: s.get("state") == "error", 20)
+        assert 'avatar "nobody" not found' in b.value(STATUS)
+        assert b.value("document.getElementById('avatar').value") == ""
+        assert b.value("document.getElementById('start').disabled") is True
+        b.value("document.getElementById('avatar').value = 'tiny'; document.getElementById('avatar').onchange()")
+        assert b.value("document.getElementById('start').disabled") is False
+    finally: b.close()
+
+def test_browser_page_when_the_server_goes_and_comes_back(root, tmp_path):
+    """The last frame stayed up when the server went away (the avatar looked alive) and nothing reconnected. Now the
+    frame is greyed out with the reason, the page reconnects when the server is back, and latency is measured
+    however late a frame is (the readout froze at about 9 s while the real latency grew to minutes)."""
+    import socket
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    def serve():
+        return subprocess.Popen([shutil.which("being"), "serve", "--root", str(root), "--port", str(port), "--device", "cpu"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = serve()
+    assert "being serve: http://" in proc.stdout.readline()
+    b = Browser(f"http://127.0.0.1:{port}/?avatar=tiny&source=mic&autostart=1", tmp_path, speech_wav(tmp_path))
+    try:
+        b.wait(lambda s: s.get("framesDrawn", 0) > 10 and not s.get("stale"))
+        proc.send_signal(signal.SIGTERM); proc.wait(20)
+        stats = b.wait(lambda s: s.get("stale"), 15, "greying out the last frame")
+        assert "reconnecting" in b.value(STATUS) and "disconnected" in b.value("document.getElementById('overlay').textContent")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        b.screenshot(SCREENSHOTS/"server_gone.png")
+        proc = serve()
+        assert "being serve: http://" in proc.stdout.readline()
+        stats = b.wait(lambda s: s.get("reconnects", 0) >= 1 and s.get("framesDrawn", 0) > 10 and not s.get("stale"), 40,
+                       "reconnecting")
+        late = b.value("window.beingLatencyOf(-16000*30)")                         # a frame 30 s of audio late
+        assert 29000 < late < 60000, late
     finally:
-        browser.terminate()
-        try: browser.wait(10)
-        except subprocess.TimeoutExpired: browser.kill()
+        b.close()
+        proc.send_signal(signal.SIGTERM); proc.wait(20)
 
 
 # --- robustness: what a hostile or careless client can do (issue 11) ---------------------------------------
