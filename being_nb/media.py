@@ -243,10 +243,21 @@ def _decode_mono(container, stream, sample_rate:int) -> np.ndarray:
 def _start_seconds(stream) -> float:
     return float(stream.start_time*stream.time_base) if stream.start_time is not None else 0.0
 
+def _read_pcm_wav(path:Path, sample_rate:int) -> np.ndarray|None:
+    "A 16-bit PCM mono wav at `sample_rate` (what `write_wav` writes), read without PyAV (a bare GPU server); else None."
+    try:
+        with wave.open(str(path), "rb") as w:
+            if (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getcomptype()) != (1, 2, sample_rate, "NONE"): return None
+            return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32)/32768
+    except (wave.Error, EOFError, OSError): return None
+
 def read_audio(path, sample_rate:int=SAMPLE_RATE, track:int|None=None) -> np.ndarray:
     """The audio of `path` (video or audio file) as mono float32 at `sample_rate`, aligned to the video's start.
     `track` picks one of several audio streams (from 0); by default the one marked default, with a warning
     when there are several (see `choose_audio_track`)."""
+    if Path(path).suffix.lower() == ".wav" and not track and Path(path).is_file():
+        plain = _read_pcm_wav(Path(path), sample_rate)
+        if plain is not None and plain.size: return plain
     track, note = choose_audio_track(path, track)
     if note: warnings.warn(note, stacklevel=2)
     with open_media(path) as c:
