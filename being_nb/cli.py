@@ -10,7 +10,7 @@ import argparse, importlib.metadata, json, os, platform, sys
 from pathlib import Path
 
 from . import __version__
-from .core import BeingError, FACE_LANDMARKER, avatars_root, cache_dir, locate_asset, set_quiet
+from .core import BeingError, FACE_LANDMARKER, avatars_root, cache_dir, locate_asset, set_quiet, set_verbose
 
 # %% auto #0
 __all__ = ['COMMANDS', 'DEMO_SENTENCE', 'info', 'format_info', 'command', 'build_parser', 'cmd_info', 'cmd_prepare', 'cmd_train',
@@ -118,6 +118,7 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--root", help="folder holding the avatars (default: $BEING_ROOT or data/avatars)")
     common.add_argument("--device", help="cpu, cuda or cuda:N (default: $BEING_DEVICE, else CUDA when present)")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--verbose", action="store_true", help="also show what native libraries log (MediaPipe's C++ warnings)")
     return common
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,6 +353,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     if args.quiet: set_quiet(True)
+    if args.verbose: set_verbose(True)
     _show_warnings_plainly(args.command)
     try:
         args.run(args)

@@ -6,7 +6,7 @@ Docs: https://being-nb.github.io/being_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #671f80d6
 from __future__ import annotations
-import contextlib, glob, hashlib, json, os, platform, re, shutil, tempfile, threading, time, urllib.request
+import contextlib, glob, hashlib, json, os, platform, re, shutil, sys, tempfile, threading, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -21,8 +21,8 @@ __all__ = ['FPS', 'SAMPLE_RATE', 'FEATURE_RATE', 'DEFAULT_SIZE', 'STALE_TEMP_S',
            'BeingError', 'avatars_root', 'cache_dir', 'check_avatar_name', 'atomic_path', 'atomic_write_bytes',
            'atomic_write_text', 'atomic_write_json', 'sweep_stale_temporaries', 'atomic_dir', 'file_digest',
            'tree_digest', 'software_versions', 'Manifest', 'AvatarDir', 'split_frames', 'get_device',
-           'training_threads', 'set_training_threads', 'set_quiet', 'progress', 'sigterm_as_interrupt', 'truncate_log',
-           'prefetch', 'ordered_map', 'Asset', 'locate_asset', 'find_asset']
+           'training_threads', 'set_training_threads', 'set_quiet', 'progress', 'set_verbose', 'native_logs_silenced',
+           'sigterm_as_interrupt', 'truncate_log', 'prefetch', 'ordered_map', 'Asset', 'locate_asset', 'find_asset']
 
 # %% ../nbs/00_core.ipynb #dd84e3cd
 class BeingError(Exception):
@@ -135,12 +135,9 @@ def atomic_dir(path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/00_core.ipynb #e5e57025
-def file_digest(path, chunk:int=1<<20) -> str:
-    "SHA-256 of a file's content, as `sha256:<hex>`."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk): h.update(block)
-    return "sha256:" + h.hexdigest()
+def file_digest(path) -> str:
+    "SHA-256 of a file's content, as `sha256:<hex>` (`hashlib.file_digest`)."
+    with open(path, "rb") as f: return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
 
 def tree_digest(path) -> str:
     "SHA-256 over the relative names and contents of every file under `path`."
@@ -238,6 +235,7 @@ class AvatarDir:
     eval_renders = property(lambda self: self.model_dir/"eval_renders.npz")
     eval_video = property(lambda self: self.model_dir/"eval.mp4")
     export_ply = property(lambda self: self.model_dir/"export.ply")
+    export_splat = property(lambda self: self.model_dir/"export.splat")
     adapted_prior = property(lambda self: self.model_dir/"prior.pt")      # the speech prior fine-tuned to this person
     def step_checkpoint(self, step:int) -> Path: return self.model_dir/f"step_{step:06d}.pt"
 
@@ -327,6 +325,35 @@ def progress(iterable=None, total:int|None=None, desc:str|None=None, unit:str="i
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=_quiet, dynamic_ncols=True,
                 leave=False, **kwargs)
 
+# %% ../nbs/00_core.ipynb #fb88ede6
+_verbose = bool(os.environ.get("BEING_VERBOSE"))
+_silence_lock = threading.RLock()
+
+def set_verbose(flag:bool=True):
+    "Show (or again hide) what native libraries log (`native_logs_silenced`)."
+    global _verbose
+    _verbose = flag
+
+@contextlib.contextmanager
+def native_logs_silenced():
+    """Drop what native code writes to the process's stderr (file descriptor 2) inside the block; Python's
+    `sys.stderr` keeps printing through a duplicate of the real descriptor. Does nothing when verbose."""
+    if _verbose:
+        yield
+        return
+    with _silence_lock:
+        sys.stderr.flush()
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        python_stderr = sys.stderr
+        sys.stderr = open(os.dup(saved), "w", buffering=1)
+        os.dup2(null, 2); os.close(null)
+        try: yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2); os.close(saved)
+            sys.stderr.close()
+            sys.stderr = python_stderr
+
 # %% ../nbs/00_core.ipynb #06ab8474
 def sigterm_as_interrupt():
     "Make SIGTERM raise `KeyboardInterrupt` (main thread only); returns the previous handler, or None."
@@ -399,15 +426,10 @@ def locate_asset(asset:Asset, path=None) -> tuple[Path|None, str]:
     return None, "not found"
 
 def _download(url:str, dest:Path, sha256:str|None, timeout:float=30):
-    with urllib.request.urlopen(url, timeout=timeout) as r, atomic_path(dest) as tmp:
-        total = int(r.headers.get("Content-Length") or 0) or None
-        with open(tmp, "wb") as f, progress(total=total, desc=f"download {dest.name}", unit="B",
-                                            unit_scale=True) as bar:
-            while block := r.read(1 << 16):
-                f.write(block); bar.update(len(block))
-        if sha256 and file_digest(tmp) != "sha256:" + sha256:
-            raise BeingError("downloaded file does not match its expected SHA-256", url,
-                             fix="try again; if it persists the upstream file changed")
+    "Fetch `url` to `dest` with pooch (a temporary file moved into place once its SHA-256 matches)."
+    import pooch
+    pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None, fname=dest.name, path=dest.parent,
+                   downloader=pooch.HTTPDownloader(timeout=timeout, progressbar=not _quiet))
 
 def find_asset(asset:Asset, path=None, download:bool=True) -> Path:
     "The path of `asset`: explicit path, `$env_var`, user cache, then the official download."

@@ -405,26 +405,19 @@ def opacity_reset_due(strategy, step:int) -> bool:
     return 0 < step < strategy.refine_stop_iter and step % strategy.reset_every == 0
 
 # %% ../nbs/21_render.ipynb #8b52c91d
-def _ply_properties(n_sh:int) -> list[str]:
-    rest = [f"f_rest_{i}" for i in range(3*(n_sh - 1))]
-    return ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", *rest, "opacity",
-            "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-
-def export_ply(path,                # where to write the .ply
+def export_ply(path,                # where to write: .ply (3DGS layout) or .splat (antimatter15's web format)
                means:Tensor,        # [N, 3]
                quats:Tensor,        # [N, 4] (w, x, y, z)
                scales:Tensor,       # [N, 3] linear (written as logs)
                opacities:Tensor,    # [N] in (0, 1) (written as logits)
                sh:Tensor):          # [N, K, 3] SH coefficients (K = 1, 4, 9 or 16)
-    "Write Gaussians as a standard 3DGS binary .ply, atomically."
-    n, K = sh.shape[:2]
-    rest = sh[:, 1:].transpose(1, 2).reshape(n, -1)          # channel-major, as 3DGS stores features_rest
-    columns = [means, torch.zeros(n, 3), sh[:, 0], rest, torch.logit(opacities, eps=1e-6)[:, None], scales.log(), quats]
-    data = torch.cat([c.detach().float().cpu() for c in columns], 1).numpy().astype("<f4")
-    names = _ply_properties(K)
-    header = "\n".join(["ply", "format binary_little_endian 1.0", f"element vertex {n}",
-                        *[f"property float {name}" for name in names], "end_header"]) + "\n"
-    with atomic_path(path) as tmp: tmp.write_bytes(header.encode("ascii") + data.tobytes())
+    """Write Gaussians for splat viewers, atomically, with gsplat's exporter (`gsplat.exporter.export_splats`): a
+    standard 3DGS binary .ply, or for a `.splat` path the 32-byte-per-Gaussian format web viewers stream."""
+    from gsplat.exporter import export_splats
+    t = lambda x: x.detach().float().cpu()
+    data = export_splats(t(means), t(scales).log(), t(quats), torch.logit(t(opacities), eps=1e-6), t(sh[:, :1]),
+                         t(sh[:, 1:]), format="splat" if Path(path).suffix.lower() == ".splat" else "ply")
+    with atomic_path(path) as tmp: tmp.write_bytes(data)
 
 def load_ply(path) -> dict:
     "Read a 3DGS .ply of float properties: means, quats, scales (linear), opacities (0-1), sh [N, K, 3]."

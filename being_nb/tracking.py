@@ -15,7 +15,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
-from .core import BeingError, FACE_LANDMARKER, FPS, DEFAULT_SIZE, atomic_path, find_asset, progress
+from .core import (BeingError, FACE_LANDMARKER, FPS, DEFAULT_SIZE, atomic_path, find_asset,
+                           native_logs_silenced, progress)
 from .face import LANDMARKS, N_MESH
 
 # %% auto #0
@@ -35,12 +36,25 @@ def landmarker(video_mode:bool=True,   # VIDEO mode tracks between frames; IMAGE
     options = vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=str(path)), running_mode=mode, num_faces=num_faces,
         output_face_blendshapes=True, output_facial_transformation_matrixes=True)
-    try: lm = vision.FaceLandmarker.create_from_options(options)
+    try:
+        with native_logs_silenced(): lm = vision.FaceLandmarker.create_from_options(options)
     except Exception as e:
         raise BeingError(f"MediaPipe could not load the face model ({e})", path,
                          fix=f"replace it with the official file: {FACE_LANDMARKER.url}") from e
-    try: yield lm
+    try: yield _QuietFirstCall(lm)
     finally: lm.close()
+
+class _QuietFirstCall:
+    "A MediaPipe task whose first `detect*` call (which starts its graph, and logs) runs with native logs silenced."
+    def __init__(self, task): self._task, self._started = task, False
+    def __getattr__(self, name):
+        attr = getattr(self._task, name)
+        if self._started or not name.startswith("detect"): return attr
+        def first(*args, **kwargs):
+            with native_logs_silenced(): out = attr(*args, **kwargs)
+            self._started = True
+            return out
+        return first
 
 def _mp_image(rgb:np.ndarray):
     import mediapipe as mp

@@ -350,11 +350,11 @@ def train(name:str, root=None, iterations:int|None=None, device=None, resume:boo
     with avatar.writing("train"):               # not while `being prepare` (or another training) writes it
         trainer = Trainer(avatar, cfg, dev, resume=resume, encoder=encoder)
         trainer.run()
-        export_gaussians(trainer.model, avatar.export_ply)
+        for path in (avatar.export_ply, avatar.export_splat): export_gaussians(trainer.model, path)
     return trainer
 
 def export_gaussians(model:AvatarModel, path) -> Path:
-    "Write the avatar's Gaussians at rest (head and mouth interior, canonical frame) as a standard 3DGS .ply."
+    "Write the avatar's Gaussians at rest (head and mouth interior, canonical frame) as a 3DGS .ply or a web .splat."
     from being_nb.gaussians import activated
     from being_nb.render import export_ply
     sets = [activated(model.head), activated(model.mouth)]
