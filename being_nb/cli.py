@@ -13,8 +13,9 @@ from . import __version__
 from .core import BeingError, FACE_LANDMARKER, avatars_root, cache_dir, locate_asset, set_quiet, set_verbose
 
 # %% auto #0
-__all__ = ['COMMANDS', 'DEMO_SENTENCE', 'info', 'format_info', 'command', 'build_parser', 'cmd_info', 'cmd_prepare', 'cmd_train',
-           'cmd_eval', 'cmd_generate', 'cmd_speak', 'cmd_pretrain', 'cmd_blendshapes', 'cmd_serve', 'cmd_demo', 'main']
+__all__ = ['COMMANDS', 'DEMO_SENTENCE', 'DEMO_CPU', 'info', 'format_info', 'command', 'build_parser', 'cmd_info', 'cmd_prepare',
+           'cmd_train', 'cmd_eval', 'cmd_generate', 'cmd_speak', 'cmd_pretrain', 'cmd_blendshapes', 'cmd_serve',
+           'cmd_demo', 'main']
 
 # %% ../nbs/90_cli.ipynb #6649e905
 def _version(dist:str) -> str|None:
@@ -228,20 +229,22 @@ def _drive_args(p, what):
         p.add_argument("--text", required=True, help="what to say")
         p.add_argument("--lang", default="en", help="language code for speech synthesis (default en)")
     p.add_argument("--output", required=True, help="the mp4 to write")
+    p.add_argument("--size", type=int, help="render at this side in px (default: the training size; the prepared "
+                   "frames set the sharpest background)")
     p.add_argument("--audio-encoder", help="the speech encoder the avatar was prepared with (default: found as `being prepare` finds it)")
 
 @command("generate", "Make an mp4 of a trained avatar saying an audio file.", lambda p: _drive_args(p, "audio"))
 def cmd_generate(args):
     from being_nb.inference import generate
     out = generate(args.name, args.audio, args.output, args.root, args.device, args.audio_encoder,
-                   audio_track=args.audio_track)
+                   audio_track=args.audio_track, size=args.size)
     print(f"wrote {out}")
 
 @command("speak", "Make an mp4 of a trained avatar saying a text (offline speech synthesis).", lambda p: _drive_args(p, "text"))
 def cmd_speak(args):
     from being_nb.inference import speak
     out = speak(args.name, args.text, args.output, lang=args.lang, root=args.root, device=args.device,
-                audio_encoder=args.audio_encoder)
+                audio_encoder=args.audio_encoder, size=args.size)
     print(f"wrote {out}")
 
 # %% ../nbs/90_cli.ipynb #b50ce9ee
@@ -303,10 +306,13 @@ def cmd_serve(args):
 
 # %% ../nbs/90_cli.ipynb #e4119186
 DEMO_SENTENCE = "Hello! I am a talking head made by being underscore n b. I never recorded this sentence."
+DEMO_CPU = {"prepare": 256, "train": 128, "iterations": 600, "video": 256}   # px, px, steps, px: see bench/demo_cpu.md
 
 def _demo_args(p):
     p.add_argument("--output", default="demo.mp4", help="where to write the avatar saying a new sentence (default demo.mp4)")
     p.add_argument("--iterations", type=int, help="training steps (default: 10000 on CUDA, 600 on the CPU)")
+    p.add_argument("--size", type=int, help="training resolution (default: 512 on CUDA, 128 on the CPU; the video is "
+                   "rendered at 512 / 256)")
     p.add_argument("--text", default=DEMO_SENTENCE, help="what the avatar says in the demo video")
 
 @command("demo", "Run everything on the built-in sample: make, prepare, train, evaluate, speak a sentence.", _demo_args)
@@ -321,14 +327,15 @@ def cmd_demo(args):
     t0, cuda = time.time(), get_device(args.device).type == "cuda"
     clip = sample_clip()
     print(f"sample clip: {clip.path}")
-    report = prepare(clip.path, "sample", root=args.root, size=512 if cuda else 128, audio_encoder="mel")
+    report = prepare(clip.path, "sample", root=args.root, size=512 if cuda else DEMO_CPU["prepare"], audio_encoder="mel")
     print(report.summary())
-    iterations = args.iterations or (10_000 if cuda else 600)
-    train("sample", root=args.root, iterations=iterations, device=args.device)
+    iterations = args.iterations or (10_000 if cuda else DEMO_CPU["iterations"])
+    train("sample", root=args.root, iterations=iterations, device=args.device,
+          size=args.size or (None if cuda else DEMO_CPU["train"]))
     m = evaluate("sample", root=args.root, device=args.device)
     print(f"held-out frames: PSNR {m['model']['psnr']:.2f} dB, LMD {m['model']['lmd']} px "
           f"(audio silenced: {m['silent']['lmd']} px); render {m['render_fps']} FPS on {m['device']}")
-    out = speak("sample", args.text, args.output, root=args.root, device=args.device)
+    out = speak("sample", args.text, args.output, root=args.root, device=args.device, size=None if cuda else DEMO_CPU["video"])
     root = f" --root {args.root}" if args.root else ""
     print(f"wrote {out}: the avatar saying a sentence it never heard ({time.time() - t0:.0f} s in all)\n"
           f"side by side with the real held-out frames: {report.avatar.eval_video}\n"

@@ -1,4 +1,4 @@
-"""A label mask per frame (background, face, mouth interior, lips, hair and rest of the head, torso and neck) and a background plate, from landmarks and what a static camera gives, with no segmentation weights.
+"""A label mask per frame (background, face, mouth interior, lips, hair and rest of the head, torso and neck) and a background plate, from landmarks, what a static camera gives, and MediaPipe's 249 KB selfie segmentation model.
 
 Docs: https://being-nb.github.io/being_nb/parsing.html.md"""
 
@@ -6,22 +6,26 @@ Docs: https://being-nb.github.io/being_nb/parsing.html.md"""
 
 # %% ../nbs/11_parsing.ipynb #115af94d
 from __future__ import annotations
-import functools
+import contextlib, functools, os, threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 
-from .core import ordered_map
+from .core import native_logs_silenced, ordered_map
 from .face import LANDMARKS, BACKGROUND, FACE, MOUTH, LIPS, HEAD, TORSO, LABEL_NAMES, N_MESH
 
 # %% auto #0
-__all__ = ['WORK_SIZE', 'LABEL_COLORS', 'colorize', 'fill', 'jaw_line', 'face_regions', 'person_prior', 'Plate', 'masked_median',
-           'background_plate', 'person_mask', 'label_frame', 'parse_frames', 'plate_error', 'mouth_coverage']
+__all__ = ['WORK_SIZE', 'PERSON_METHODS', 'PERSON_METHOD', 'LABEL_COLORS', 'SELFIE_SEGMENTER', 'colorize', 'fill', 'jaw_line',
+           'face_regions', 'person_prior', 'Plate', 'masked_median', 'background_plate', 'PersonSegmenter',
+           'person_mask', 'label_frame', 'parse_frames', 'plate_error', 'mouth_coverage']
 
 # %% ../nbs/11_parsing.ipynb #ef8d0e20
 WORK_SIZE = 128    # person masks are found at this resolution, then upsampled
+PERSON_METHODS = ("grabcut", "seeded", "segmenter")   # colour only; GrabCut seeded by the segmenter; the segmenter alone
+PERSON_METHOD = "seeded"                                # the default, chosen in bench/masks.md
 LABEL_COLORS = np.array([[0, 0, 0], [255, 200, 150], [150, 0, 60], [230, 60, 90], [120, 80, 40], [60, 120, 220]],
                         np.uint8)
 
@@ -100,24 +104,76 @@ def masked_median(frames:np.ndarray, visible:np.ndarray) -> Plate:
     if unknown.any() and not unknown.all(): plate = cv2.inpaint(plate, unknown, 5, cv2.INPAINT_TELEA)
     return Plate(plate, seen)
 
-def background_plate(frames:list[np.ndarray], landmarks:np.ndarray) -> Plate:
+def background_plate(frames:list[np.ndarray], landmarks:np.ndarray, method:str=PERSON_METHOD,
+                     segmenter:PersonSegmenter|None=None) -> Plate:
     "The background plate from a sample of frames and their landmarks (two passes: prior, then person masks)."
     frames = np.stack(frames)
     first = masked_median(frames, np.stack([~person_prior(lm, frames.shape[1], grow=1.15) for lm in landmarks]))
     grow = np.ones((9, 9), np.uint8)                                   # stay clear of the hair's soft edge
-    people = [cv2.dilate(person_mask(f, lm, first).astype(np.uint8), grow).astype(bool)
-              for f, lm in zip(frames, landmarks)]
+    own = segmenter is None and method != "grabcut"
+    with PersonSegmenter() if own else contextlib.nullcontext(segmenter) as seg:     # one passed in stays open
+        people = [cv2.dilate(person_mask(f, lm, first, segmenter=seg, method=method).astype(np.uint8), grow).astype(bool)
+                  for f, lm in zip(frames, landmarks)]
     return masked_median(frames, ~np.stack(people))
 
+# %% ../nbs/11_parsing.ipynb #2f644350
+SELFIE_SEGMENTER = "selfie_segmentation.tflite"     # package data (being_nb/assets): MediaPipe's selfie segmentation, Apache-2.0
+
+class PersonSegmenter:
+    "Per-pixel person probability from a MediaPipe segmentation model; one MediaPipe task per calling thread."
+    def __init__(self, model=None):
+        from importlib.resources import files
+        self.path = Path(model or os.environ.get("BEING_PERSON_SEGMENTER") or str(files("being_nb")/"assets"/SELFIE_SEGMENTER))
+        self.local, self.tasks = threading.local(), []
+
+    def _task(self):
+        if not hasattr(self.local, "task"):
+            from mediapipe.tasks.python import BaseOptions, vision
+            options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(self.path)),
+                                                   running_mode=vision.RunningMode.IMAGE, output_confidence_masks=True,
+                                                   output_category_mask=False)
+            with native_logs_silenced():
+                self.local.task = vision.ImageSegmenter.create_from_options(options)
+                self._segment(self.local.task, np.zeros((64, 64, 3), np.uint8))        # its first run logs too
+            self.tasks.append(self.local.task)
+        return self.local.task
+
+    @staticmethod
+    def _segment(task, rgb):
+        import mediapipe as mp
+        return task.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+
+    def __call__(self, rgb:np.ndarray) -> np.ndarray:
+        "[H, W] float32 in [0, 1]: the probability that each pixel of RGB uint8 `rgb` [H, W, 3] shows a person."
+        mask = self._segment(self._task(), rgb).confidence_masks[0].numpy_view()
+        return np.array(mask, np.float32).reshape(rgb.shape[:2])
+
+    def close(self):
+        for task in self.tasks: task.close()
+        self.tasks.clear()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
 # %% ../nbs/11_parsing.ipynb #c451e6e2
-def person_mask(rgb:np.ndarray, lm:np.ndarray, plate:Plate, threshold:float=22.0, iterations:int=2) -> np.ndarray:
-    "Boolean mask of the person in one frame (GrabCut seeded by the plate, the prior and the face)."
+def person_mask(rgb:np.ndarray, lm:np.ndarray, plate:Plate, threshold:float=22.0, iterations:int=2,
+                segmenter:PersonSegmenter|None=None, method:str=PERSON_METHOD) -> np.ndarray:
+    """Boolean mask of the person in one frame: GrabCut seeded by the plate, the prior and the face, and (methods
+    "seeded" and "segmenter", which need `segmenter`) by the person probability, or that probability alone."""
     size, small = rgb.shape[0], WORK_SIZE
     lm_small = lm*(small/size)
     face = face_regions(lm_small, small)["face"]
     img = cv2.resize(rgb, (small, small), interpolation=cv2.INTER_AREA)
+    p = None if method == "grabcut" else segmenter(cv2.resize(rgb, (256, 256), interpolation=cv2.INTER_AREA))
+    p = None if p is None else cv2.resize(p, (small, small), interpolation=cv2.INTER_AREA)
+    if method == "segmenter":
+        person = _connected_to((p >= 0.5) | face, face).astype(np.float32)
+        return cv2.resize(person, (size, size), interpolation=cv2.INTER_LINEAR) >= 0.5
     matches_plate = plate.small["known"] & (np.abs(img.astype(np.int16) - plate.small["image"]).max(-1) <= threshold)
     seeds = np.where(person_prior(lm_small, small), cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
+    if p is not None:
+        seeds[p >= 0.5] = cv2.GC_PR_FGD                   # hair beyond the prior
+        seeds[p < 0.5] = cv2.GC_PR_BGD
+        seeds[p < 0.1] = cv2.GC_BGD
     seeds[matches_plate] = cv2.GC_BGD
     seeds[cv2.erode(face.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)] = cv2.GC_FGD
     if (seeds == cv2.GC_FGD).any() and (seeds == cv2.GC_BGD).any():
@@ -150,8 +206,9 @@ def label_frame(person:np.ndarray, lm:np.ndarray) -> np.ndarray:
 
 # %% ../nbs/11_parsing.ipynb #921b9eeb
 def parse_frames(frames:Iterable[np.ndarray], landmarks:np.ndarray, plate:Plate, radius:int=2, every:int=2,
-                 workers:int=2) -> Iterator[np.ndarray]:
-    "Yield the label mask of each frame; person masks (on every `every`-th frame) voted over +-`radius` frames."
+                 workers:int=2, method:str=PERSON_METHOD, segmenter:PersonSegmenter|None=None) -> Iterator[np.ndarray]:
+    """Yield the label mask of each frame; person masks (on every `every`-th frame, by `method`, see `person_mask`)
+    voted over +-`radius` frames."""
     assert every <= radius + 1, "every frame needs a computed mask within its window"
     count, masks, next_frame = [0], {}, 0
     def computed():
@@ -161,14 +218,20 @@ def parse_frames(frames:Iterable[np.ndarray], landmarks:np.ndarray, plate:Plate,
     def emit(center):
         votes = np.mean([m for i, m in masks.items() if abs(i - center) <= radius], axis=0) >= 0.5
         return label_frame(votes, landmarks[center])
-    results = ordered_map(lambda item: (item[0], person_mask(item[1], landmarks[item[0]], plate)), computed(), workers)
-    for j, mask in results:
-        masks[j] = mask
-        while next_frame <= j - radius:
+    own = segmenter is None and method != "grabcut"
+    segmenter = PersonSegmenter() if own else segmenter
+    try:
+        results = ordered_map(lambda item: (item[0], person_mask(item[1], landmarks[item[0]], plate, segmenter=segmenter,
+                                                                 method=method)), computed(), workers)
+        for j, mask in results:
+            masks[j] = mask
+            while next_frame <= j - radius:
+                yield emit(next_frame); next_frame += 1
+                masks.pop(next_frame - radius - every, None)
+        while next_frame < count[0]:
             yield emit(next_frame); next_frame += 1
-            masks.pop(next_frame - radius - every, None)
-    while next_frame < count[0]:
-        yield emit(next_frame); next_frame += 1
+    finally:
+        if own: segmenter.close()
 
 # %% ../nbs/11_parsing.ipynb #2cea10cd
 def plate_error(rgb:np.ndarray, lm:np.ndarray, plate:Plate) -> float:

@@ -148,7 +148,8 @@ def stage_parse(avatar:AvatarDir, force=False) -> StageResult:
                    "mouth_coverage": round(float(np.nanmean(coverage)), 4) if np.isfinite(coverage).any() else None}
         return [avatar.masks_dir.name, avatar.background.name], figures
     return run_stage(avatar, "parse", inputs, {"plate_frames": PLATE_FRAMES, "grabcut_size": parsing.WORK_SIZE,
-                                               "vote_radius": 2, "grabcut_every": 2},
+                                               "vote_radius": 2, "grabcut_every": 2, "person": parsing.PERSON_METHOD,
+                                               "segmenter": file_digest(parsing.PersonSegmenter().path)},
                      work, force)
 
 # %% ../nbs/14_prepare.ipynb #e10f6e9c
