@@ -306,11 +306,11 @@ def cmd_serve(args):
 
 # %% ../nbs/90_cli.ipynb #e4119186
 DEMO_SENTENCE = "Hello! I am a talking head made by being underscore n b. I never recorded this sentence."
-DEMO_CPU = {"prepare": 256, "train": 128, "iterations": 600, "video": 256}   # px, px, steps, px: see bench/demo_cpu.md
+DEMO_CPU = {"prepare": 256, "train": 128, "iterations": 1000, "video": 256}   # px, px, steps, px: see bench/demo_cpu.md
 
 def _demo_args(p):
     p.add_argument("--output", default="demo.mp4", help="where to write the avatar saying a new sentence (default demo.mp4)")
-    p.add_argument("--iterations", type=int, help="training steps (default: 10000 on CUDA, 600 on the CPU)")
+    p.add_argument("--iterations", type=int, help="training steps (default: 10000 on CUDA, 1000 on the CPU)")
     p.add_argument("--size", type=int, help="training resolution (default: 512 on CUDA, 128 on the CPU; the video is "
                    "rendered at 512 / 256)")
     p.add_argument("--text", default=DEMO_SENTENCE, help="what the avatar says in the demo video")

@@ -7,6 +7,7 @@ Docs: https://being-nb.github.io/being_nb/render.html.md"""
 # %% ../nbs/21_render.ipynb #8ea3240e
 from __future__ import annotations
 import math, time
+from pathlib import Path
 
 import numpy as np
 import torch
