@@ -364,10 +364,18 @@ def write_video(path, frames:Iterable[np.ndarray], fps:float=FPS, audio:np.ndarr
 SDR_FILTER = ("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius:param=0.6:desat=0,"
               "zscale=t=bt709:m=bt709:r=tv,format=yuv420p")   # FFmpeg filter chain: HDR/BT.2020 -> BT.709 SDR
 
-def ffmpeg_exe() -> str:
-    "Path of the FFmpeg executable `imageio-ffmpeg` ships (or `$IMAGEIO_FFMPEG_EXE`); it has `zscale`."
-    import imageio_ffmpeg
-    return imageio_ffmpeg.get_ffmpeg_exe()
+def ffmpeg_exe(path=None) -> str:
+    """An FFmpeg executable for HDR conversion: `imageio-ffmpeg`'s (the `hdr` extra, or `$IMAGEIO_FFMPEG_EXE`), else one
+    on the PATH. Raises `BeingError` about `path` (the video that needs it) when there is none."""
+    try:
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError): pass
+    import shutil
+    if found := shutil.which("ffmpeg"): return found
+    raise BeingError("is HDR video (what phones record): converting it to SDR needs an FFmpeg with zscale", path,
+                     fix="pip install 'being_nb[hdr]' (imageio-ffmpeg, about 165 MB), or convert it yourself: ffmpeg -i IN "
+                         f"-vf {SDR_FILTER} -c:a copy OUT.mp4")
 
 def convert_to_sdr(src, dst, crf:int=14) -> Path:
     """Write `src` (HLG, PQ or BT.2020 video) to `dst` as H.264 BT.709 SDR with every audio track copied as is
@@ -375,7 +383,7 @@ def convert_to_sdr(src, dst, crf:int=14) -> Path:
     src, dst = Path(src), Path(dst)
     seconds = probe(src).duration
     with atomic_path(dst) as tmp:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(src),
+        cmd = [ffmpeg_exe(src), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(src),
                "-map", "0:v:0", "-map", "0:a?", "-vf", SDR_FILTER, "-c:v", "libx264", "-crf", str(crf),
                "-preset", "veryfast", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
                "-c:a", "copy", "-progress", "pipe:1", "-nostats", "-f", "mp4", str(tmp)]
