@@ -285,14 +285,15 @@ class SpeechFront:
                 self.gain = float(10**(np.clip(self.target_db - self.level, *GAIN_DB)/20))
         self.pending = np.zeros(0, np.float32)
 
-    def _gated(self, features:np.ndarray) -> np.ndarray:
+    def _gated(self, features:np.ndarray, received:int) -> np.ndarray:
+        "Gate frames `frames_out ..` of `features`, `received` samples of the stream having arrived."
         f0, self.frames_out = self.frames_out, self.frames_out + len(features)
         if not self.gate or not len(features): return features
         enc, probs = self.encoder, np.asarray(self.probs + [0.0])
         gates = np.ones(len(features), np.float32)
         for k in range(len(features)):
             final = enc.window_end((f0 + k)//enc.block)      # the sample that makes the frame final
-            last = min(final, self.stream.received)//VAD_CHUNK  # chunks 0 .. last-1 ended by then
+            last = min(final, received)//VAD_CHUNK              # chunks 0 .. last-1 ended by then
             first = max(0, (final - GATE_HOLD)//VAD_CHUNK)
             if last > first:
                 gates[k] = np.clip((probs[first:last].max() - GATE_CLOSED)/(GATE_OPEN - GATE_CLOSED), 0, 1)
@@ -306,11 +307,13 @@ class SpeechFront:
             out.append(piece*self.gain)
             self.pending = np.concatenate([self.pending, piece]); pos += len(piece)
             if len(self.pending) == VAD_CHUNK: self._end_chunk()
-        return self._gated(self.stream.push(np.concatenate(out) if out else chunk))
+        features = self.stream.push(np.concatenate(out) if out else chunk)
+        return self._gated(features, self.stream.received)
 
     def flush(self) -> np.ndarray:
         "End of stream: the remaining frames, conditioned; then start a new stream."
-        features = self._gated(self.stream.flush())
+        received = self.stream.received                  # (the stream forgets it when flushed)
+        features = self._gated(self.stream.flush(), received)
         self.reset()
         return features
 
