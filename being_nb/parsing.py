@@ -19,7 +19,7 @@ from .face import LANDMARKS, BACKGROUND, FACE, MOUTH, LIPS, HEAD, TORSO, LABEL_N
 
 # %% auto #0
 __all__ = ['WORK_SIZE', 'PERSON_METHODS', 'PERSON_METHOD', 'LABEL_COLORS', 'SELFIE_SEGMENTER', 'colorize', 'fill', 'jaw_line',
-           'face_regions', 'person_prior', 'Plate', 'masked_median', 'background_plate', 'PersonSegmenter',
+           'face_regions', 'person_prior', 'PersonSegmenter', 'Plate', 'masked_median', 'background_plate',
            'person_mask', 'label_frame', 'parse_frames', 'plate_error', 'mouth_coverage']
 
 # %% ../nbs/11_parsing.ipynb #ef8d0e20
@@ -74,6 +74,44 @@ def person_prior(lm:np.ndarray, size:int, grow:float=1.0) -> np.ndarray:
     cv2.fillPoly(m, [np.round(torso).astype(np.int32)], 1)
     return m.astype(bool)
 
+# %% ../nbs/11_parsing.ipynb #2f644350
+SELFIE_SEGMENTER = "selfie_segmentation.tflite"     # package data (being_nb/assets): MediaPipe's selfie segmentation, Apache-2.0
+
+class PersonSegmenter:
+    "Per-pixel person probability from a MediaPipe segmentation model; one MediaPipe task per calling thread."
+    def __init__(self, model=None):
+        from importlib.resources import files
+        self.path = Path(model or os.environ.get("BEING_PERSON_SEGMENTER") or str(files("being_nb")/"assets"/SELFIE_SEGMENTER))
+        self.local, self.tasks = threading.local(), []
+
+    def _task(self):
+        if not hasattr(self.local, "task"):
+            from mediapipe.tasks.python import BaseOptions, vision
+            options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(self.path)),
+                                                   running_mode=vision.RunningMode.IMAGE, output_confidence_masks=True,
+                                                   output_category_mask=False)
+            with native_logs_silenced():
+                self.local.task = vision.ImageSegmenter.create_from_options(options)
+                self._segment(self.local.task, np.zeros((64, 64, 3), np.uint8))        # its first run logs too
+            self.tasks.append(self.local.task)
+        return self.local.task
+
+    @staticmethod
+    def _segment(task, rgb):
+        import mediapipe as mp
+        return task.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+
+    def __call__(self, rgb:np.ndarray) -> np.ndarray:
+        "[H, W] float32 in [0, 1]: the probability that each pixel of RGB uint8 `rgb` [H, W, 3] shows a person."
+        mask = self._segment(self._task(), rgb).confidence_masks[0].numpy_view()
+        return np.array(mask, np.float32).reshape(rgb.shape[:2])
+
+    def close(self):
+        for task in self.tasks: task.close()
+        self.tasks.clear()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
 # %% ../nbs/11_parsing.ipynb #8ec132b6
 @dataclass
 class Plate:
@@ -115,44 +153,6 @@ def background_plate(frames:list[np.ndarray], landmarks:np.ndarray, method:str=P
         people = [cv2.dilate(person_mask(f, lm, first, segmenter=seg, method=method).astype(np.uint8), grow).astype(bool)
                   for f, lm in zip(frames, landmarks)]
     return masked_median(frames, ~np.stack(people))
-
-# %% ../nbs/11_parsing.ipynb #2f644350
-SELFIE_SEGMENTER = "selfie_segmentation.tflite"     # package data (being_nb/assets): MediaPipe's selfie segmentation, Apache-2.0
-
-class PersonSegmenter:
-    "Per-pixel person probability from a MediaPipe segmentation model; one MediaPipe task per calling thread."
-    def __init__(self, model=None):
-        from importlib.resources import files
-        self.path = Path(model or os.environ.get("BEING_PERSON_SEGMENTER") or str(files("being_nb")/"assets"/SELFIE_SEGMENTER))
-        self.local, self.tasks = threading.local(), []
-
-    def _task(self):
-        if not hasattr(self.local, "task"):
-            from mediapipe.tasks.python import BaseOptions, vision
-            options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(self.path)),
-                                                   running_mode=vision.RunningMode.IMAGE, output_confidence_masks=True,
-                                                   output_category_mask=False)
-            with native_logs_silenced():
-                self.local.task = vision.ImageSegmenter.create_from_options(options)
-                self._segment(self.local.task, np.zeros((64, 64, 3), np.uint8))        # its first run logs too
-            self.tasks.append(self.local.task)
-        return self.local.task
-
-    @staticmethod
-    def _segment(task, rgb):
-        import mediapipe as mp
-        return task.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
-
-    def __call__(self, rgb:np.ndarray) -> np.ndarray:
-        "[H, W] float32 in [0, 1]: the probability that each pixel of RGB uint8 `rgb` [H, W, 3] shows a person."
-        mask = self._segment(self._task(), rgb).confidence_masks[0].numpy_view()
-        return np.array(mask, np.float32).reshape(rgb.shape[:2])
-
-    def close(self):
-        for task in self.tasks: task.close()
-        self.tasks.clear()
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
 
 # %% ../nbs/11_parsing.ipynb #c451e6e2
 def person_mask(rgb:np.ndarray, lm:np.ndarray, plate:Plate, threshold:float=22.0, iterations:int=2,
