@@ -107,6 +107,14 @@ class PriorTiming:
         return max(0, (n_features - self.ahead)//2 + 1) if n_features else 0
 
 # %% ../nbs/30_inference.ipynb #2de6ffaf
+def _own_speech_level(avatar:AvatarDir) -> float|None:
+    "The level (dBFS) the avatar heard its own speech at: `prepare` records it; older avatars get it measured here."
+    figures = (avatar.manifest.get("audio") or {}).get("figures", {})
+    if "speech_level_db" in figures: return figures["speech_level_db"]
+    from being_nb.audio import speech_level_db
+    from being_nb.media import read_audio
+    return speech_level_db(read_audio(avatar.audio))
+
 class Engine:
     "A trained avatar ready to be driven by audio."
     def __init__(self, name:str, root=None, device=None, audio_encoder=None, batch:int|None=None,
@@ -132,10 +140,7 @@ class Engine:
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
         self.silence = self.encoder(np.zeros(SAMPLE_RATE, np.float32))[FPS]      # one feature frame of silence
         self.condition = condition
-        if condition:                           # the level the avatar heard its own speech at, to bring any speech to
-            from being_nb.audio import speech_level_db
-            from being_nb.media import read_audio
-            self.speech_level = speech_level_db(read_audio(self.avatar.audio))
+        if condition: self.speech_level = _own_speech_level(self.avatar)
         shape = (len(SPEECH_INDEX),) if self.prior is not None else (2*NEIGHBOURS + 1, WINDOW, len(self.silence))
         self.speech = torch.as_tensor(SPEECH_INDEX, device=self.device)          # the prior's columns the avatar takes
         self.graphs = (DeformGraphs(self.model, self.batch, shape, self.replay.expression.shape[1], self.device)

@@ -202,19 +202,22 @@ class AudioTrack:
         name = " ".join(x for x in (self.title and f"'{self.title}'", self.language) if x)
         return f"{self.index}: {self.codec} {self.channels} ch{' ' + name if name else ''}{', default' if self.default else ''}"
 
-def audio_tracks(path) -> list[AudioTrack]:
-    "Every audio stream of `path`, in file order."
+def _tracks_of(container) -> list[AudioTrack]:
     default = av.stream.Disposition.default
-    with open_media(path) as c:
-        return [AudioTrack(i, s.codec_context.name, s.channels, bool(s.disposition & default),
+    return [AudioTrack(i, s.codec_context.name, s.channels, bool(s.disposition & default),
                            s.metadata.get("title") or s.metadata.get("name", ""),   # mp4 keeps a title as "name"
                            "" if s.metadata.get("language", "und") == "und" else s.metadata["language"])
-                for i, s in enumerate(c.streams.audio)]
+            for i, s in enumerate(container.streams.audio)]
 
-def choose_audio_track(path, track:int|None=None) -> tuple[int, str|None]:
+def audio_tracks(path) -> list[AudioTrack]:
+    "Every audio stream of `path`, in file order."
+    with open_media(path) as c: return _tracks_of(c)
+
+def choose_audio_track(path, track:int|None=None, tracks:list[AudioTrack]|None=None) -> tuple[int, str|None]:
     """(index, note) of the audio track to use: `track` when given, else the one marked default (else the first).
-    The note, for files with several tracks, says which was taken and how to pick another."""
-    tracks = audio_tracks(path)
+    The note, for files with several tracks, says which was taken and how to pick another. `tracks`: the file's
+    `audio_tracks`, when the caller has it open already."""
+    tracks = audio_tracks(path) if tracks is None else tracks
     if not tracks: raise BeingError("has no audio track", path, fix="use a recording with sound: the speech drives the avatar")
     listing = "; ".join(map(str, tracks))
     if track is not None:
@@ -258,9 +261,9 @@ def read_audio(path, sample_rate:int=SAMPLE_RATE, track:int|None=None) -> np.nda
     if Path(path).suffix.lower() == ".wav" and not track and Path(path).is_file():
         plain = _read_pcm_wav(Path(path), sample_rate)
         if plain is not None and plain.size: return plain
-    track, note = choose_audio_track(path, track)
-    if note: warnings.warn(note, stacklevel=2)
     with open_media(path) as c:
+        track, note = choose_audio_track(path, track, _tracks_of(c))
+        if note: warnings.warn(note, stacklevel=2)
         stream = c.streams.audio[track]
         try: audio = _decode_mono(c, stream, sample_rate)
         except av.error.FFmpegError as e: raise BeingError(f"audio track is corrupt or truncated ({e})", path) from e

@@ -93,8 +93,10 @@ def stage_audio(avatar:AvatarDir, source:Path, digest:str, track:int=0, force=Fa
     def work():
         audio = read_audio(source, SAMPLE_RATE, track=track)
         write_wav(avatar.audio, audio)
-        rms = float(np.sqrt(np.mean(audio**2)))
-        return [avatar.audio.name], {"seconds": round(len(audio)/SAMPLE_RATE, 3), "rms": round(rms, 5)}
+        from being_nb.audio import speech_level_db
+        rms, level = float(np.sqrt(np.mean(audio**2))), speech_level_db(audio)
+        return [avatar.audio.name], {"seconds": round(len(audio)/SAMPLE_RATE, 3), "rms": round(rms, 5),
+                                     "speech_level_db": None if level is None else round(level, 3)}
     return run_stage(avatar, "audio", {"source": digest}, {"sample_rate": SAMPLE_RATE, "track": track}, work, force)
 
 # %% ../nbs/14_prepare.ipynb #88040fdb
