@@ -339,7 +339,8 @@ def cmd_demo(args):
     root = f" --root {args.root}" if args.root else ""
     print(f"wrote {out}: the avatar saying a sentence it never heard ({time.time() - t0:.0f} s in all)\n"
           f"side by side with the real held-out frames: {report.avatar.eval_video}\n"
-          f"live in the browser: being serve{root}   then open http://127.0.0.1:8000/?avatar=sample")
+          f"live in the browser: being serve{root}   then open http://127.0.0.1:8000/?avatar=sample"
+          " (its Gaussians in 3D: http://127.0.0.1:8000/viewer/sample)")
 
 # %% ../nbs/90_cli.ipynb #d2660ba3
 def _show_warnings_plainly(command:str):

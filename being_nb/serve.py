@@ -8,8 +8,10 @@ Docs: https://being-nb.github.io/being_nb/serve.html.md"""
 from __future__ import annotations
 import asyncio
 import concurrent.futures
+import hashlib
 import hmac
 import json
+import mimetypes
 import os
 import queue
 import struct
@@ -19,6 +21,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
+from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -33,9 +36,10 @@ from .motion import FRAME_SAMPLES, NEIGHBOURS, WINDOW
 # %% auto #0
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
            'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'MAX_BACKLOG',
-           'LOOPBACK', 'CLIENT_HTML', 'ProtocolError', 'close_reason', 'pack_audio', 'parse_audio', 'pack_frame',
-           'parse_frame', 'parse_text', 'Outbox', 'SpeechState', 'FrameJob', 'TextJob', 'AvatarWorker', 'Utterance',
-           'Session', 'trained_avatars', 'LoadedAvatar', 'AvatarServer', 'running_server', 'serve']
+           'LOOPBACK', 'CLIENT_HTML', 'VIEWER_LIB', 'VIEWER_LIB_SHA256', 'STATIC_FILES', 'VIEWER_CSP', 'ProtocolError',
+           'close_reason', 'pack_audio', 'parse_audio', 'pack_frame', 'parse_frame', 'parse_text', 'Outbox',
+           'SpeechState', 'FrameJob', 'TextJob', 'AvatarWorker', 'Utterance', 'Session', 'trained_avatars',
+           'LoadedAvatar', 'AvatarServer', 'running_server', 'serve', 'static_file']
 
 # %% ../nbs/31_serve.ipynb #8f93466f
 PROTOCOL_VERSION = 1
@@ -536,6 +540,8 @@ def _route(self, connection, request):
     if url.path == "/healthz":
         return _http(connection, HTTPStatus.OK, self._health() if self._authorized(request, query) else {"status": "ok"})
     if url.path in ("/", "/index.html"): return _http(connection, HTTPStatus.OK, CLIENT_HTML, "text/html; charset=utf-8")
+    if url.path.startswith("/static/"): return _static(connection, url.path[len("/static/"):])
+    if url.path.startswith("/viewer/"): return self._viewer(connection, request, query, url.path[len("/viewer/"):])
     if url.path not in ("/avatars",) and not url.path.startswith("/ws/"):
         return _http(connection, HTTPStatus.NOT_FOUND, f"no route {url.path}\n")
     if not self._authorized(request, query):
@@ -705,6 +711,7 @@ CLIENT_HTML = r"""<!doctype html>
   <button id="start">Start</button>
   <button id="stop" disabled>Stop</button>
   <button id="interrupt" disabled>Interrupt</button>
+  <a id="view3d" target="_blank" hidden>3D view</a>
 </div>
 <div class="stats">
   <span>Status: <span id="status">loading…</span></span>
@@ -788,7 +795,12 @@ async function loadAvatars() {
   } catch (e) { fail(String(e.message || e)); }
 }
 
-function canStart() { $('start').disabled = !!ws || !$('avatar').value; }
+function canStart() {
+  const avatar = $('avatar').value;
+  $('start').disabled = !!ws || !avatar;
+  $('view3d').hidden = !avatar;                // the avatar's Gaussians in the 3D viewer, in a new tab
+  if (avatar) $('view3d').href = `/viewer/${encodeURIComponent(avatar)}${tokenQuery()}`;
+}
 $('avatar').onchange = () => { canStart(); if ($('avatar').value) setStatus('ready to start'); };
 
 // ---------- audio capture ----------
@@ -1115,3 +1127,52 @@ loadAvatars();
 </body>
 </html>
 """
+
+# %% ../nbs/31_serve.ipynb #07bf7180
+VIEWER_LIB = "gsplat-1.2.9.es.js"           # gsplat.js, npm "gsplat" 1.2.9 (MIT): scripts/vendor-viewer fetches it
+VIEWER_LIB_SHA256 = "bd124c4103dc83e7d9fc9f56e396347e846413f40fe10e4bf8174283de649cc3"
+STATIC_FILES = ("viewer.html", VIEWER_LIB, "gsplat-1.2.9.LICENSE")
+VIEWER_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; worker-src blob: data:; "
+              "connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'")
+
+def static_file(name:str) -> tuple[bytes, str]:
+    """One of the files shipped in `being_nb/static` (`STATIC_FILES`): `(bytes, content type)`. Any other name is a
+    `FileNotFoundError` (no paths, nothing else on disk); a viewer library that differs from `VIEWER_LIB_SHA256` is
+    a `BeingError` (reinstall being_nb, or rerun scripts/vendor-viewer and update the digest)."""
+    if name not in STATIC_FILES: raise FileNotFoundError(name)
+    path = files("being_nb")/"static"/name
+    data = path.read_bytes()
+    if name == VIEWER_LIB and hashlib.sha256(data).hexdigest() != VIEWER_LIB_SHA256:
+        raise BeingError(f"the 3D viewer's library {name} is not the one shipped (SHA-256 differs)", str(path),
+                         fix="reinstall being_nb, or run scripts/vendor-viewer and update VIEWER_LIB_SHA256")
+    kind = mimetypes.guess_type(name)[0] or "text/plain"
+    return data, kind + ("; charset=utf-8" if kind.startswith("text/") else "")
+
+def _static(connection, name:str):
+    try: data, kind = static_file(name)
+    except FileNotFoundError: return _http(connection, HTTPStatus.NOT_FOUND, f"no static file {name!r}\n")
+    except BeingError: return _http(connection, HTTPStatus.INTERNAL_SERVER_ERROR, "the viewer's files are damaged: reinstall being_nb\n")
+    cache = "public, max-age=31536000, immutable" if name == VIEWER_LIB else "no-cache"   # the library's name has its version
+    return _http(connection, HTTPStatus.OK, data, kind, **{"Cache-Control": cache, "X-Content-Type-Options": "nosniff"})
+
+# %% ../nbs/31_serve.ipynb #b5078409
+@patch_to(AvatarServer)
+def _viewer(self, connection, request, query, rest:str):
+    "`/viewer/<name>`: the viewer page (no likeness in it); `/viewer/<name>/export.splat`: the Gaussians, token required."
+    name, _, file = rest.partition("/")
+    try: check_avatar_name(name)
+    except BeingError as e: return _http(connection, HTTPStatus.BAD_REQUEST, f"{e.problem}\n")
+    if file == "":
+        data, kind = static_file("viewer.html")
+        return _http(connection, HTTPStatus.OK, data, kind, **{"Content-Security-Policy": VIEWER_CSP})
+    if file != "export.splat": return _http(connection, HTTPStatus.NOT_FOUND, f"no route /viewer/{rest}\n")
+    if not self._authorized(request, query):
+        return _http(connection, HTTPStatus.UNAUTHORIZED, "a valid token is required (Authorization: Bearer <token>, or ?token=)\n",
+                     **{"WWW-Authenticate": "Bearer"})
+    avatar = AvatarDir(name, self.root)
+    if not avatar.model_file.exists(): return _http(connection, HTTPStatus.NOT_FOUND, f"no trained avatar {name!r}\n")
+    try: data = avatar.export_splat.read_bytes()
+    except FileNotFoundError:
+        return _http(connection, HTTPStatus.NOT_FOUND, f"avatar {name!r} has no export.splat (trained before exports were "
+                     f"written): `being train {name} --resume` writes it\n")
+    return _http(connection, HTTPStatus.OK, data, "application/octet-stream")

@@ -353,11 +353,13 @@ def train(name:str, root=None, iterations:int|None=None, device=None, resume:boo
         for path in (avatar.export_ply, avatar.export_splat): export_gaussians(trainer.model, path)
     return trainer
 
-def export_gaussians(model:AvatarModel, path) -> Path:
-    "Write the avatar's Gaussians at rest (head and mouth interior, canonical frame) as a 3DGS .ply or a web .splat."
+def export_gaussians(model:AvatarModel, path,
+                     mouth:bool=False) -> Path:  # add the mouth interior's Gaussians (they draw over closed lips)
+    """Write the avatar's head Gaussians at rest (canonical face frame, centimetres) as a 3DGS .ply or a web .splat,
+    the view a one-pass splat viewer can draw as the renderer composites it (see below)."""
     from being_nb.gaussians import activated
     from being_nb.render import export_ply
-    sets = [activated(model.head), activated(model.mouth)]
+    sets = [activated(model.head)] + ([activated(model.mouth)] if mouth else [])
     cat = lambda k: torch.cat([g[k].detach() for g in sets])
     export_ply(path, cat("means"), cat("quats"), cat("scales"), cat("opacities"), cat("colors"))
     return Path(path)

@@ -194,3 +194,51 @@ def test_loudness_and_music_do_not_move_the_mouth(demo):
     print("mouth motion:", motion)
     assert 0.75 < motion["quiet"]/motion["loud"] < 1.33, motion
     assert motion["music"] < 0.2*motion["loud"] and motion["voice over music"] > 0.6*motion["loud"], motion
+
+def viewer_face(path):
+    "MediaPipe's face in a viewer screenshot: (yaw in degrees, landmarks' centre as fractions of the image), or None."
+    import math
+    from PIL import Image
+    from being_nb.tracking import landmarker, _mp_image
+    image = np.asarray(Image.open(path).convert("RGB"))
+    with landmarker(video_mode=False) as lm: found = lm.detect(_mp_image(image))
+    if not found.face_landmarks: return None
+    m = np.array(found.facial_transformation_matrixes[0])
+    centre = np.array([(p.x, p.y) for p in found.face_landmarks[0]]).mean(0)
+    return math.degrees(math.atan2(m[0, 2], m[2, 2])), centre
+
+def test_viewer_shows_the_demo_avatar_and_orbits(demo, tmp_path):
+    """`/viewer/sample` in headless Chromium (WebGL in software): the screenshot holds a face MediaPipe finds, facing
+    the camera in the middle of the window; dragging the mouse orbits the camera, so the same face turns."""
+    from test_serve import SCREENSHOTS, Browser
+    root = demo[0]
+    proc = subprocess.Popen([shutil.which("being"), "serve", "--root", str(root), "--port", "0", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        port = int(re.search(r":(\d+)/", proc.stdout.readline()).group(1))
+        b = Browser(f"http://127.0.0.1:{port}/viewer/sample", tmp_path, size=(900, 700))
+        try:
+            state = lambda: json.loads(b.value("JSON.stringify(window.viewerState || {})") or "{}")
+            deadline = time.time() + 60
+            while state().get("frames", 0) < 20 and state().get("state") != "error" and time.time() < deadline: time.sleep(0.5)
+            s = state()
+            assert s.get("state") == "ready" and s["frames"] >= 20, s
+            assert s["gaussians"] == (root/"sample"/"model"/"export.splat").stat().st_size // 32
+            time.sleep(1)                                    # the depth sort runs in a worker: let it land
+            front = viewer_face(b.screenshot(SCREENSHOTS/"viewer_front.png"))
+            assert front is not None, "no face in the viewer's screenshot (out/screenshots/viewer_front.png)"
+            yaw, centre = front
+            assert abs(yaw) < 10 and np.all(np.abs(centre - 0.5) < 0.2), front
+            mouse = lambda kind, x: b.call("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": 300, "button": "left",
+                                                                         "buttons": int(kind != "mouseReleased"), "clickCount": 1})
+            mouse("mousePressed", 450)
+            for k in range(1, 11): mouse("mouseMoved", 450 + 12*k); time.sleep(0.05)
+            mouse("mouseReleased", 570)
+            time.sleep(2)
+            turned = viewer_face(b.screenshot(SCREENSHOTS/"viewer_orbit.png"))
+            assert turned is not None, "no face after orbiting (out/screenshots/viewer_orbit.png)"
+            assert abs(turned[0] - yaw) > 8, (front, turned)
+        finally: b.close()
+    finally:
+        proc.send_signal(signal.SIGINT); proc.wait(30)
