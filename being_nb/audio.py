@@ -17,11 +17,11 @@ from .core import BeingError, cache_dir, get_device, progress
 
 # %% auto #0
 __all__ = ['HOP', 'FEATURES_PER_VIDEO_FRAME', 'N_MELS', 'N_FFT', 'VAD_CHUNK', 'GATE_OPEN', 'GATE_CLOSED', 'GATE_HOLD',
-           'LEVEL_CHUNKS', 'GAIN_DB', 'SUPPORTED_MODEL_TYPES', 'n_feature_frames', 'as_waveform', 'frame_windows',
-           'AudioEncoder', 'StreamingFeatures', 'slaney_mel_filters', 'MelEncoder', 'load_vad', 'voice_probabilities',
-           'speech_level_db', 'synthetic_music', 'SpeechFront', 'TransformersEncoder', 'WhisperAudioEncoder',
-           'Wav2Vec2AudioEncoder', 'encoder_cache', 'encoder_name', 'load_model_encoder', 'locate_audio_encoder',
-           'load_audio_encoder']
+           'LEVEL_CHUNKS', 'GAIN_DB', 'VAD_CONTEXT', 'VAD_STATE', 'SUPPORTED_MODEL_TYPES', 'n_feature_frames',
+           'as_waveform', 'frame_windows', 'AudioEncoder', 'StreamingFeatures', 'slaney_mel_filters', 'MelEncoder',
+           'load_vad', 'voice_probabilities', 'speech_level_db', 'synthetic_music', 'vad_step', 'push_many',
+           'SpeechFront', 'TransformersEncoder', 'WhisperAudioEncoder', 'Wav2Vec2AudioEncoder', 'encoder_cache',
+           'encoder_name', 'load_model_encoder', 'locate_audio_encoder', 'load_audio_encoder']
 
 # %% ../nbs/12_audio.ipynb #79be5814
 HOP = SAMPLE_RATE // FEATURE_RATE                 # 320 samples (20 ms) per feature frame
@@ -249,6 +249,36 @@ def synthetic_music(seconds=6.0, seed=0) -> np.ndarray:
             end = min(len(out), start + len(sound)); out[start:end] += gain*sound[:end - start]
     return (0.5*out/np.abs(out).max()).astype(np.float32)
 
+# %% ../nbs/12_audio.ipynb #d4d47802
+VAD_CONTEXT, VAD_STATE = 64, 128   # samples of context before each chunk, and the LSTM state's width, at 16 kHz
+
+def vad_step(chunks:torch.Tensor,          # [B, 512] float32, one chunk of each stream
+             states:list,                  # B (context [1, 64], state [2, 1, 128]) of the streams, in order
+             vad=None) -> tuple[np.ndarray, list]:
+    """Voice probabilities [B] of one 32 ms chunk of each of `B` streams in one call of silero-vad's network, and the
+    streams' next (context, state). Depends on silero-vad 6's TorchScript layout (`_model`, 64 samples of context),
+    checked against the wrapper by the test below."""
+    net = (vad or load_vad())._model
+    x = torch.cat([torch.cat([s[0] for s in states]), chunks], 1)
+    with torch.no_grad(): p, state = net(x, torch.cat([s[1] for s in states], 1))
+    return p[:, 0].numpy(), [(x[i:i + 1, -VAD_CONTEXT:], state[:, i:i + 1]) for i in range(len(states))]
+
+def push_many(pairs:list) -> list:
+    "`front.push(samples)` for many (front, samples) pairs, their voice activity batched: the features of each."
+    gens, out, need = [front.steps(x) for front, x in pairs], [None]*len(pairs), {}
+    def advance(i, value):
+        try: need[i] = gens[i].send(value)
+        except StopIteration as done: need.pop(i, None); out[i] = done.value
+    for i in range(len(gens)): advance(i, None)
+    while need:
+        idx = list(need)
+        probs, states = vad_step(torch.from_numpy(np.stack([need[i] for i in idx])), [pairs[i][0].vad_state for i in idx],
+                                 pairs[idx[0]][0].vad)
+        for i, p, st in zip(idx, probs, states):
+            pairs[i][0].vad_state = st
+            advance(i, float(p))
+    return out
+
 # %% ../nbs/12_audio.ipynb #0015200e
 class SpeechFront:
     """Features of speech with its level brought to `target_db` and non-voice gated to `silence`, causally: a stream
@@ -258,15 +288,16 @@ class SpeechFront:
                  silence:np.ndarray,            # [D] the encoder's feature of silence: what gated frames become
                  target_db:float|None=None,     # the level to bring voiced speech to (dBFS RMS); None: leave the level
                  gate:bool=True,                # False: no voice-activity gate
-                 vad=None):                     # a silero-vad model (default: `load_vad()`); each front keeps its own copy
+                 vad=None):                     # a silero-vad model (default: `load_vad()`, shared; the state is the front's)
         self.encoder, self.silence, self.target_db, self.gate = encoder, np.asarray(silence, np.float32), target_db, gate
-        self.vad = copy.deepcopy(vad or load_vad())
+        self.vad = vad or load_vad()
         self.stream = StreamingFeatures(encoder)
         self.reset()
 
     def reset(self):
         "Forget the stream so far and start a new one."
-        self.stream.reset(); self.vad.reset_states()
+        self.stream.reset()
+        self.vad_state = (torch.zeros(1, VAD_CONTEXT), torch.zeros(2, 1, VAD_STATE))   # this stream's (context, state)
         self.pending = np.zeros(0, np.float32)    # raw samples of the chunk in progress (already passed on, with `gain`)
         self.probs: list[float] = []              # per complete chunk
         self.level, self.voiced, self.gain = None, 0, 1.0
@@ -275,8 +306,7 @@ class SpeechFront:
     lookahead_s = property(lambda self: self.encoder.lookahead_s)
     frames_done = property(lambda self: self.stream.frames_done)
 
-    def _end_chunk(self):
-        with torch.no_grad(): p = self.vad(torch.from_numpy(self.pending)[None], SAMPLE_RATE).item()
+    def _end_chunk(self, p:float):
         self.probs.append(p)
         if p >= GATE_OPEN:
             db, self.voiced = _chunk_db(self.pending), self.voiced + 1
@@ -299,16 +329,22 @@ class SpeechFront:
                 gates[k] = np.clip((probs[first:last].max() - GATE_CLOSED)/(GATE_OPEN - GATE_CLOSED), 0, 1)
         return self.silence + gates[:, None]*(features - self.silence)
 
-    def push(self, chunk) -> np.ndarray:
-        "Add 16 kHz float32 mono samples; return the feature frames that became final `[k, D]`, conditioned."
+    def steps(self, chunk):
+        """`push` as a generator, so many streams can share one voice-activity call (`push_many`): it yields each
+        complete 512-sample chunk whose voice probability it needs, takes the probability sent back, and returns
+        the features."""
         chunk, out, pos = as_waveform(chunk), [], 0
         while pos < len(chunk):
             piece = chunk[pos:pos + VAD_CHUNK - len(self.pending)]
             out.append(piece*self.gain)
             self.pending = np.concatenate([self.pending, piece]); pos += len(piece)
-            if len(self.pending) == VAD_CHUNK: self._end_chunk()
+            if len(self.pending) == VAD_CHUNK: self._end_chunk((yield self.pending))
         features = self.stream.push(np.concatenate(out) if out else chunk)
         return self._gated(features, self.stream.received)
+
+    def push(self, chunk) -> np.ndarray:
+        "Add 16 kHz float32 mono samples; return the feature frames that became final `[k, D]`, conditioned."
+        return push_many([(self, chunk)])[0]
 
     def flush(self) -> np.ndarray:
         "End of stream: the remaining frames, conditioned; then start a new stream."

@@ -281,28 +281,42 @@ def _serve_args(p):
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--token", default=os.environ.get("BEING_TOKEN"),
-                   help="require this bearer token (or ?token=) for /avatars and sessions (default: $BEING_TOKEN; none). "
+                   help="require this bearer token (or ?token=) for /avatars, /metrics and sessions (default: $BEING_TOKEN; none). "
                         "Visible to other users in `ps`: prefer --token-file or $BEING_TOKEN")
     p.add_argument("--token-file", help="read the token from this file (its first line)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="a web origin (https://app.example) whose pages may open sessions, besides the server's own page")
     p.add_argument("--idle-timeout", type=float, default=60, help="close a session silent this many seconds (default 60)")
-    p.add_argument("--max-sessions", type=int, default=16, help="refuse sessions beyond this many (default 16)")
+    p.add_argument("--max-sessions", type=int, default=256,
+                   help="refuse sessions beyond this many on all devices (default 256; measured capacity usually refuses first)")
+    p.add_argument("--capacity", type=float, default=0.85,
+                   help="refuse new sessions when a device's measured render work would pass this share of each 40 ms tick (default 0.85)")
+    p.add_argument("--no-admission", dest="admission", action="store_false",
+                   help="admit sessions beyond the measured capacity (they then share it: frames are shed)")
     p.add_argument("--max-unacked", type=int, default=4, help="frames in flight per client before only the newest is kept (default 4)")
+    p.add_argument("--jpeg", choices=("auto", "gpu", "cpu"), default="auto",
+                   help="JPEG encoding: nvJPEG on the GPU (needs torchvision), a CPU thread pool, or auto (default)")
     p.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality of the frames (default 85)")
+    p.add_argument("--shed-after-ms", type=float, default=120,
+                   help="a speech frame later than this is skipped, so an overloaded server stays in real time (default 120; "
+                        "a large value renders every frame, however late)")
+    p.add_argument("--size", type=int, help="frame side in px (default: each avatar's training size; the Gaussians are 3D)")
     p.add_argument("--audio-encoder", help="the speech encoder the avatars were prepared with (default: found as `being prepare` finds it)")
 
-@command("serve", "Serve live avatars over WebSocket, with a browser client at http://HOST:PORT/.", _serve_args)
+@command("serve", "Serve live avatars over WebSocket, with a browser client at http://HOST:PORT/. --device takes "
+         "several devices (cuda:0,cuda:1) or all.", _serve_args)
 def cmd_serve(args):
-    from being_nb.serve import serve
+    from being_nb.serve.server import ServeConfig, serve
     token = args.token
     if args.token_file:
         try: token = Path(args.token_file).read_text().splitlines()[0].strip()
         except (OSError, IndexError) as e: raise BeingError(f"cannot read a token ({e})", args.token_file,
                                                             fix="write the token on the file's first line") from None
-    serve(args.root, args.host, args.port, token=token, max_sessions=args.max_sessions, max_unacked=args.max_unacked,
-          device=args.device, audio_encoder=args.audio_encoder, jpeg_quality=args.jpeg_quality,
-          allow_origins=args.allow_origin, idle_timeout=args.idle_timeout)
+    serve(ServeConfig(root=args.root, host=args.host, port=args.port, token=token, allow_origins=tuple(args.allow_origin),
+                      device=args.device, max_sessions=args.max_sessions, admission=args.admission,
+                      capacity=args.capacity, size=args.size, shed_after=args.shed_after_ms/1000,
+                      max_unacked=args.max_unacked, jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
+                      idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder))
 
 # %% ../nbs/90_cli.ipynb #e4119186
 DEMO_SENTENCE = "Hello! I am a talking head made by being underscore n b. I never recorded this sentence."

@@ -134,9 +134,10 @@ def test_blendshape_driven_avatar_served_live(sample_root):
     "`being serve` drives a blendshape-driven avatar through the prior: 80 ms look-ahead, one frame per 40 ms of audio."
     import re, json as js
     from websockets.sync.client import connect
-    from being_nb.serve import SPEAKING, IDLE, pack_audio, parse_frame
+    from being_nb.serve.protocol import SPEAKING, IDLE, pack_audio, parse_frame
     if not (sample_root/"s"/"model"/"model.pt").exists(): pytest.skip("needs test_blendshape_driven_avatar's model")
-    proc = subprocess.Popen([shutil.which("being"), "serve", "--root", str(sample_root), "--port", "0", "--device", "cpu"],
+    proc = subprocess.Popen([shutil.which("being"), "serve", "--root", str(sample_root), "--port", "0", "--device", "cpu",
+                             "--shed-after-ms", "600000"],           # every frame, however late (what is counted here)
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stdout.readline()).group(1))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
-from being_nb.serve import IDLE, SPEAKING, pack_audio, parse_frame
+from being_nb.serve.protocol import IDLE, SPEAKING, pack_audio, parse_frame
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager")
 HELLO = json.dumps({"type": "hello", "v": 1, "sample_rate": 16000, "fps": 25, "format": "pcm_s16le"})
@@ -24,8 +24,10 @@ def root(tmp_path_factory):
 
 class Server:
     "`being serve` in a subprocess on a free port."
-    def __init__(self, root, *args):
-        cmd = [shutil.which("being"), "serve", "--root", str(root), "--port", "0", "--device", "cpu", *args]
+    def __init__(self, root, *args, shed=False):
+        # protocol tests count frames: unless a test is about shedding, every frame is sent however late it is
+        cmd = [shutil.which("being"), "serve", "--root", str(root), "--port", "0", "--device", "cpu", *args,
+               *([] if shed else ["--shed-after-ms", "600000"])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -48,7 +50,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(root):
-    s = Server(root, "--max-sessions", "4")
+    s = Server(root, "--max-sessions", "4", "--no-admission")      # protocol tests: capacity has tests of its own
     yield s
     s.stop()
 
@@ -139,8 +141,9 @@ def test_token_required(root):
                              ({}, s.ws + "tiny?token=wrong")]:
             with pytest.raises(InvalidStatus) as e: connect(url, additional_headers=headers, open_timeout=10)
             assert e.value.response.status_code == 401
-        with pytest.raises(urllib.error.HTTPError) as e: urllib.request.urlopen(s.http + "/avatars", timeout=5)
-        assert e.value.code == 401
+        for path in ("/avatars", "/metrics", "/viewer/tiny/export.splat"):
+            with pytest.raises(urllib.error.HTTPError) as e: urllib.request.urlopen(s.http + path, timeout=5)
+            assert e.value.code == 401, path
         for kw, url in [({"additional_headers": {"Authorization": "Bearer s3cret"}}, s.ws + "tiny"), ({}, s.ws + "tiny?token=s3cret")]:
             ws = connect(url, **kw); ws.send(HELLO)
             assert json.loads(ws.recv(timeout=60))["type"] == "ready"
@@ -573,3 +576,115 @@ def test_ping_flood_from_a_client_that_does_not_read(server):
     s.close()
     assert cut, "the flooding client was never cut off"
     assert fps >= 12.5 and server.rss_mb() - rss0 < 60, (fps, server.rss_mb() - rss0)
+
+
+# --- scale: the tick, shedding, admission, devices, metrics ---------------------------------------------------
+
+def metric(http, name, **labels):
+    "The sum of the samples `name` with `labels` in /metrics (parsed by prometheus-client's own parser)."
+    from prometheus_client.parser import text_string_to_metric_families
+    text = urllib.request.urlopen(http + "/metrics", timeout=5).read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+def test_metrics_parse_and_count(server):
+    ws, _ = session(server)
+    frames(ws, 10)
+    ws.close()
+    from prometheus_client.parser import text_string_to_metric_families
+    text = urllib.request.urlopen(server.http + "/metrics", timeout=5).read().decode()
+    assert {"being_sessions", "being_sessions_refused", "being_frames_rendered", "being_frames_dropped",
+            "being_frame_latency_seconds", "being_render_batch_frames", "being_tick_seconds",
+            "being_device_busy_ratio"} <= {f.name for f in text_string_to_metric_families(text)}
+    assert metric(server.http, "being_frames_rendered_total") >= 10
+    assert metric(server.http, "being_frame_latency_seconds_count") >= 10
+
+def read_all(wss, n, timeout=30):
+    "Read `n` frames from every session at once (each in a thread, acking), so no window fills meanwhile."
+    out = [None]*len(wss)
+    def one(k): out[k] = frames(wss[k], n, timeout=timeout)
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(len(wss))]
+    for t in threads: t.start()
+    for t in threads: t.join(timeout + 5)
+    return out
+
+def test_one_tick_renders_every_session_in_one_batch(root):
+    "Three idle sessions: their frames are due on the same 40 ms grid and render in one call, not one call each."
+    s = Server(root, "--no-admission")
+    try:
+        wss = [session(s)[0] for _ in range(3)]
+        read_all(wss, 5)
+        total, calls = metric(s.http, "being_render_batch_frames_sum"), metric(s.http, "being_render_batch_frames_count")
+        read_all(wss, 25)
+        total, calls = metric(s.http, "being_render_batch_frames_sum") - total, metric(s.http, "being_render_batch_frames_count") - calls
+        assert total/calls > 2.5, f"{total:.0f} frames in {calls:.0f} render calls"
+        for ws in wss: ws.close()
+    finally: s.stop()
+
+def test_overload_sheds_frames_and_latency_stays_bounded(root):
+    """Twelve clients speaking in real time with admission off: several times what two CPU cores render. The server
+    skips frames to stay in real time (counted in /metrics, told to each client) and latency stays bounded; before,
+    every frame was rendered late and latency grew without bound (0.79 s every second with two demo clients)."""
+    s = Server(root, "--no-admission", shed=True)
+    n, seconds = 12, 6.0
+    stats = [None]*n
+    def client(k):
+        ws, ready = session(s)
+        ahead = int(ready["lookahead_ms"]*16)                       # samples a frame must hear after its start
+        sent, got, told, done = {}, [], [], threading.Event()
+        def receive():
+            try:
+                while not done.is_set() or not told or told[-1]["type"] != "ended":
+                    m = ws.recv(timeout=20)
+                    if isinstance(m, str): told.append(json.loads(m)); continue
+                    f = parse_frame(m); ws.send(json.dumps({"type": "ack", "seq": f["seq"]}))
+                    if f["flags"] == SPEAKING: got.append((f["pts"], time.monotonic()))
+            except (ConnectionClosed, TimeoutError): pass
+        rx = threading.Thread(target=receive); rx.start()
+        t0 = time.monotonic()
+        for j, (i, c) in enumerate(speech_chunks(seconds)):
+            time.sleep(max(0, t0 + i/16000 - time.monotonic()))
+            ws.send(pack_audio(c, j, i)); sent[i//320] = time.monotonic()
+        ws.send(json.dumps({"type": "end"})); done.set()
+        rx.join(30); ws.close()
+        last = len(sent) - 1
+        lat = [at - sent[min(last, (pts + ahead)//320)] for pts, at in got if pts > 32000]     # after the first 2 s
+        stats[k] = {"frames": len(got), "latency": lat, "dropped": max([t["frames"] for t in told if t["type"] == "dropped"], default=0)}
+    try:
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(n)]
+        for t in threads: t.start()
+        for t in threads: t.join(90)
+        shed = metric(s.http, "being_frames_dropped_total", reason="shed")
+    finally: s.stop()
+    lat = np.concatenate([st["latency"] for st in stats])
+    p95 = float(np.percentile(lat, 95))
+    print(f"{n} sessions: {sum(st['frames'] for st in stats)} speech frames of {n*seconds*25:.0f}, {shed:.0f} shed; "
+          f"latency p50 {np.median(lat)*1000:.0f} ms, p95 {p95*1000:.0f} ms")
+    assert shed > 0 and all(st["dropped"] > 0 for st in stats), "nothing was shed: not an overload"
+    assert p95 < 1.0, f"latency p95 {p95:.2f} s under overload"
+    assert min(st["frames"] for st in stats) >= 2*seconds, [st["frames"] for st in stats]    # nobody starves
+
+def test_capacity_refuses_new_sessions_with_reason(root):
+    "A session that the measured render time cannot hold is refused with 1013 and a reason, and counted."
+    s = Server(root, "--capacity", "0.05")                   # one session of the tiny avatar already costs more
+    try:
+        a, _ = session(s)
+        frames(a, 30)                                        # a second of ticks: the cost is measured
+        c = connect(s.ws + "tiny"); c.send(HELLO)
+        code, reason, texts = closed_with(c)
+        assert code == 1013 and "at capacity" in reason and texts[0]["code"] == "busy", (code, reason)
+        assert metric(s.http, "being_sessions_refused_total", reason="capacity") == 1
+        assert len(frames(a, 5)) == 5                        # the admitted session goes on
+        a.close()
+    finally: s.stop()
+
+def test_sessions_spread_over_devices(root):
+    "`--device cpu,cpu`: two workers; new sessions go to the one with fewer, each loading the avatar it needs."
+    s = Server(root, "--no-admission", "--device", "cpu,cpu")
+    try:
+        a, _ = session(s); b, _ = session(s)
+        read_all([a, b], 5)
+        devices = s.health()["devices"]
+        assert [d["sessions"] for d in devices] == [1, 1] and all(d["avatars"]["tiny"]["frames"] >= 5 for d in devices), devices
+        a.close(); b.close()
+    finally: s.stop()
