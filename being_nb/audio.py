@@ -264,12 +264,20 @@ def vad_step(chunks:torch.Tensor,          # [B, 512] float32, one chunk of each
     return p[:, 0].numpy(), [(x[i:i + 1, -VAD_CONTEXT:], state[:, i:i + 1]) for i in range(len(states))]
 
 def push_many(pairs:list) -> list:
-    "`front.push(samples)` for many (front, samples) pairs, their voice activity batched: the features of each."
-    gens, out, need = [front.steps(x) for front, x in pairs], [None]*len(pairs), {}
+    """`front.push(samples)` for many (front, samples) pairs, their voice activity batched: the features of each, or
+    the exception its front raised (one stream's failure is its own). Fronts without voice activity (`StreamingFeatures`)
+    are pushed as they are."""
+    out, need = [None]*len(pairs), {}
+    gens = [front.steps(x) if hasattr(front, "steps") else None for front, x in pairs]
     def advance(i, value):
         try: need[i] = gens[i].send(value)
         except StopIteration as done: need.pop(i, None); out[i] = done.value
-    for i in range(len(gens)): advance(i, None)
+        except Exception as e: need.pop(i, None); out[i] = e
+    for i, g in enumerate(gens):
+        if g is not None: advance(i, None)
+        else:
+            try: out[i] = pairs[i][0].push(pairs[i][1])
+            except Exception as e: out[i] = e
     while need:
         idx = list(need)
         probs, states = vad_step(torch.from_numpy(np.stack([need[i] for i in idx])), [pairs[i][0].vad_state for i in idx],
@@ -344,7 +352,9 @@ class SpeechFront:
 
     def push(self, chunk) -> np.ndarray:
         "Add 16 kHz float32 mono samples; return the feature frames that became final `[k, D]`, conditioned."
-        return push_many([(self, chunk)])[0]
+        out = push_many([(self, chunk)])[0]
+        if isinstance(out, BaseException): raise out
+        return out
 
     def flush(self) -> np.ndarray:
         "End of stream: the remaining frames, conditioned; then start a new stream."
