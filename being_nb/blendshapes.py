@@ -15,7 +15,7 @@ from .core import BeingError, FPS, atomic_write_text
 from .face import ARKIT_BLENDSHAPES, N_BLENDSHAPES
 
 # %% auto #0
-__all__ = ['resample', 'write_blendshapes', 'read_blendshapes', 'speech_blendshapes']
+__all__ = ['resample', 'write_blendshapes', 'read_blendshapes', 'speech_track', 'speech_blendshapes']
 
 # %% ../nbs/32_blendshapes.ipynb #ff167576
 def resample(weights:np.ndarray,          # [T, 52] at `fps_in`
@@ -80,20 +80,27 @@ def read_blendshapes(path) -> tuple[np.ndarray, np.ndarray]:
         raise BeingError(f"each frame must have {N_BLENDSHAPES} weights", path, fix="write it with `being blendshapes`")
     return times, weights
 
-# %% ../nbs/32_blendshapes.ipynb #867b69b3
-def speech_blendshapes(audio,                 # a file (any format the media module reads) or 16 kHz mono float samples
-                       output,                # .jsonl or .csv
-                       fps:float=30, prior=None, timing:str="centred", device=None) -> dict:
-    "Write the ARKit blendshapes the speech prior hears in `audio`; returns a summary."
+# %% ../nbs/32_blendshapes.ipynb #e5f0a101
+def speech_track(audio,                      # a file (any format the media module reads) or 16 kHz mono float samples
+                 prior=None, timing:str="centred", device=None) -> tuple[np.ndarray, np.ndarray, str]:
+    "(samples, ARKit weights [round(seconds*25), 52] at 25 fps, where the prior came from) of the speech in `audio`."
     from being_nb.prior import find_prior, prior_encoder, speech_weights
-    from being_nb.face import blendshape_index
     if isinstance(audio, (str, Path)):
         from being_nb.media import read_audio
         samples = read_audio(audio)
     else: samples = np.asarray(audio, np.float32)
     p = find_prior(prior, device, timing)
-    weights = speech_weights(p, prior_encoder(p, device=device), samples)
+    return samples, speech_weights(p, prior_encoder(p, device=device), samples), p.source
+
+
+# %% ../nbs/32_blendshapes.ipynb #867b69b3
+def speech_blendshapes(audio,                 # a file (any format the media module reads) or 16 kHz mono float samples
+                       output,                # .jsonl or .csv
+                       fps:float=30, prior=None, timing:str="centred", device=None) -> dict:
+    "Write the ARKit blendshapes the speech prior hears in `audio`; returns a summary."
+    from being_nb.face import blendshape_index
+    samples, weights, source = speech_track(audio, prior, timing, device)
     path = write_blendshapes(output, weights, fps)
     jaw = weights[:, blendshape_index("jawOpen")]
     return {"output": str(path), "seconds": round(len(samples)/16000, 2), "frames": int(round(len(weights)*fps/FPS)),
-            "fps": fps, "prior": p.source, "jawOpen_mean": round(float(jaw.mean()), 4), "jawOpen_max": round(float(jaw.max()), 4)}
+            "fps": fps, "prior": source, "jawOpen_mean": round(float(jaw.mean()), 4), "jawOpen_max": round(float(jaw.max()), 4)}

@@ -10,12 +10,12 @@ import argparse, importlib.metadata, json, os, platform, sys
 from pathlib import Path
 
 from . import __version__
-from .core import BeingError, FACE_LANDMARKER, avatars_root, cache_dir, locate_asset, set_quiet, set_verbose
+from .core import BeingError, CPU_GAUSSIANS, FACE_LANDMARKER, avatars_root, cache_dir, locate_asset, set_quiet, set_verbose
 
 # %% auto #0
 __all__ = ['COMMANDS', 'DEMO_SENTENCE', 'DEMO_CPU', 'info', 'format_info', 'command', 'build_parser', 'cmd_info', 'cmd_prepare',
-           'cmd_train', 'cmd_eval', 'cmd_generate', 'cmd_speak', 'cmd_pretrain', 'cmd_blendshapes', 'cmd_serve',
-           'cmd_demo', 'main']
+           'cmd_train', 'cmd_eval', 'cmd_generate', 'cmd_speak', 'cmd_pretrain', 'cmd_blendshapes', 'cmd_export_prior',
+           'cmd_serve', 'cmd_demo', 'main']
 
 # %% ../nbs/90_cli.ipynb #6649e905
 def _version(dist:str) -> str|None:
@@ -263,18 +263,63 @@ def cmd_pretrain(args):
 
 def _blendshapes_args(p):
     p.add_argument("audio", help="speech (wav, mp3, flac, m4a, or a video's audio)")
-    p.add_argument("--output", required=True, help="out.jsonl (one JSON object a frame) or out.csv (ARKit names as columns)")
-    p.add_argument("--fps", type=float, default=30, help="frames per second of the file (default 30)")
+    p.add_argument("--output", help="out.jsonl (one JSON object a frame) or out.csv (ARKit names as columns)")
+    p.add_argument("--fps", type=float, default=30, help="frames per second of the file and the streams (default 30)")
+    p.add_argument("--livelink", metavar="HOST[:PORT]", action="append", default=[],
+                   help="send to Unreal Engine's Live Link as the Live Link Face app does (UDP, port 11111 by default)")
+    p.add_argument("--osc", metavar="HOST[:PORT]", action="append", default=[],
+                   help="send OSC bundles (UDP, port 9000 by default): /being/frame, /being/blendshapes (52 floats), "
+                        "/being/blendshape/<name>")
+    p.add_argument("--subject", default="being", help="the Live Link subject name (default: being)")
+    p.add_argument("--realtime", action="store_true", help="send each frame at its time (default: as fast as possible)")
     p.add_argument("--prior", help="a prior written by `being pretrain` (default: $BEING_PRIOR, the cache, the shipped one)")
     p.add_argument("--timing", choices=("centred", "streaming"), default="centred",
                    help="which shipped prior: centred hears 240 ms ahead (files; default), streaming 80 ms (live)")
 
-@command("blendshapes", "Turn speech into ARKit blendshape weights (JSON lines or CSV) through the speech prior.", _blendshapes_args)
+@command("blendshapes", "Turn speech into ARKit blendshape weights through the speech prior: a file (JSON lines or CSV), "
+         "Live Link Face packets for Unreal Engine, OSC.", _blendshapes_args)
 def cmd_blendshapes(args):
-    from being_nb.blendshapes import speech_blendshapes
-    info = speech_blendshapes(args.audio, args.output, args.fps, args.prior, args.timing, args.device)
-    print(f"wrote {info['frames']} frames ({info['seconds']} s at {info['fps']:g} fps) to {info['output']}; "
-          f"prior: {info['prior']}")
+    from being_nb.blendshapes import speech_track, write_blendshapes
+    from being_nb.streams import LIVELINK_PORT, OSC_PORT, LiveLinkSender, OscSender, parse_target, send_blendshapes
+    if not (args.output or args.livelink or args.osc):
+        raise BeingError("nothing to do", fix="pass --output FILE, --livelink HOST[:PORT] or --osc HOST:PORT")
+    senders = ([LiveLinkSender(*parse_target(t, LIVELINK_PORT, "--livelink"), subject=args.subject, fps=args.fps)
+                for t in args.livelink] + [OscSender(*parse_target(t, OSC_PORT, "--osc"), fps=args.fps) for t in args.osc])
+    samples, weights, source = speech_track(args.audio, args.prior, args.timing, args.device)
+    if args.output:
+        path = write_blendshapes(args.output, weights, args.fps)
+        print(f"wrote {round(len(weights)*args.fps/25)} frames ({len(samples)/16000:.2f} s at {args.fps:g} fps) to {path}; "
+              f"prior: {source}")
+    if senders:
+        where = ", ".join([f"Live Link {t}" for t in args.livelink] + [f"OSC {t}" for t in args.osc])
+        print(f"sending {len(samples)/16000:.2f} s at {args.fps:g} fps to {where}" + (" in real time" if args.realtime else ""),
+              flush=True)
+        try: n = send_blendshapes(weights, senders, realtime=args.realtime)
+        finally:
+            for s in senders: s.close()
+        print(f"sent {n} frames to each")
+
+
+
+# %% ../nbs/90_cli.ipynb #f1a0e010
+def _export_prior_args(p):
+    p.add_argument("--output", required=True, help="the file to write (prior.onnx, prior.pt)")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                   help="onnx (needs pip install 'being_nb[onnx]') or torchscript (default onnx)")
+    p.add_argument("--prior", help="a prior written by `being pretrain` (default: $BEING_PRIOR, the cache, the shipped one)")
+    p.add_argument("--timing", choices=("centred", "streaming"), default="streaming",
+                   help="which shipped prior: streaming hears 80 ms ahead (live; default), centred 240 ms (files)")
+
+@command("export-prior", "Write the speech prior's streaming step (feature windows -> 52 ARKit weights) as ONNX or "
+         "TorchScript, for runtimes without being_nb.", _export_prior_args)
+def cmd_export_prior(args):
+    from being_nb.prior import export_prior, find_prior
+    prior = find_prior(args.prior, "cpu", args.timing)
+    path = export_prior(prior, args.output, args.format)
+    c = prior.config
+    print(f"wrote {path} ({args.format}, {path.stat().st_size/1e6:.1f} MB): input windows [batch, {c.window}, "
+          f"{c.feature_dim}] of {c.features!r} features, {c.ahead} of them at or after the frame; output weights "
+          f"[batch, 52] in ARKit order; prior: {prior.source}")
 
 # %% ../nbs/90_cli.ipynb #31a2051e
 def _serve_args(p):
@@ -301,6 +346,8 @@ def _serve_args(p):
                    help="a speech frame later than this is skipped, so an overloaded server stays in real time (default 120; "
                         "a large value renders every frame, however late)")
     p.add_argument("--size", type=int, help="frame side in px (default: each avatar's training size; the Gaussians are 3D)")
+    p.add_argument("--gaussians", type=int, help=f"draw at most this many Gaussians a frame, those drawing most (default: all "
+                   f"on CUDA, {CPU_GAUSSIANS:,} on a CPU, where drawing is the bottleneck; 0: all)")
     p.add_argument("--audio-encoder", help="the speech encoder the avatars were prepared with (default: found as `being prepare` finds it)")
 
 @command("serve", "Serve live avatars over WebSocket, with a browser client at http://HOST:PORT/. --device takes "
@@ -314,13 +361,14 @@ def cmd_serve(args):
                                                             fix="write the token on the file's first line") from None
     serve(ServeConfig(root=args.root, host=args.host, port=args.port, token=token, allow_origins=tuple(args.allow_origin),
                       device=args.device, max_sessions=args.max_sessions, admission=args.admission,
-                      capacity=args.capacity, size=args.size, shed_after=args.shed_after_ms/1000,
+                      capacity=args.capacity, size=args.size, gaussians=args.gaussians, shed_after=args.shed_after_ms/1000,
                       max_unacked=args.max_unacked, jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
                       idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder))
 
 # %% ../nbs/90_cli.ipynb #e4119186
 DEMO_SENTENCE = "Hello! I am a talking head made by being underscore n b. I never recorded this sentence."
-DEMO_CPU = {"prepare": 256, "train": 128, "iterations": 1000, "video": 256}   # px, px, steps, px: see bench/demo_cpu.md
+DEMO_CPU = {"prepare": 256, "train": 128, "iterations": 1000, "video": 256,   # px, px, steps, px: see bench/demo_cpu.md
+            "grow_grad2d": 0.0006}    # densify less: 14k Gaussians instead of 38k, as good held out, 2x faster to train and draw
 
 def _demo_args(p):
     p.add_argument("--output", default="demo.mp4", help="where to write the avatar saying a new sentence (default demo.mp4)")
@@ -345,7 +393,7 @@ def cmd_demo(args):
     print(report.summary())
     iterations = args.iterations or (10_000 if cuda else DEMO_CPU["iterations"])
     train("sample", root=args.root, iterations=iterations, device=args.device,
-          size=args.size or (None if cuda else DEMO_CPU["train"]))
+          size=args.size or (None if cuda else DEMO_CPU["train"]), **({} if cuda else {"grow_grad2d": DEMO_CPU["grow_grad2d"]}))
     m = evaluate("sample", root=args.root, device=args.device)
     print(f"held-out frames: PSNR {m['model']['psnr']:.2f} dB, LMD {m['model']['lmd']} px "
           f"(audio silenced: {m['silent']['lmd']} px); render {m['render_fps']} FPS on {m['device']}")

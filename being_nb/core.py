@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 from . import __version__
 
 # %% auto #0
-__all__ = ['FPS', 'SAMPLE_RATE', 'FEATURE_RATE', 'DEFAULT_SIZE', 'STALE_TEMP_S', 'FACE_LANDMARKER', 'AUDIO_ENCODER_ENV',
-           'BeingError', 'avatars_root', 'cache_dir', 'check_avatar_name', 'atomic_path', 'atomic_write_bytes',
-           'atomic_write_text', 'atomic_write_json', 'sweep_stale_temporaries', 'atomic_dir', 'file_digest',
-           'tree_digest', 'software_versions', 'Manifest', 'AvatarDir', 'split_frames', 'get_device',
+__all__ = ['FPS', 'SAMPLE_RATE', 'FEATURE_RATE', 'DEFAULT_SIZE', 'CPU_GAUSSIANS', 'STALE_TEMP_S', 'FACE_LANDMARKER',
+           'AUDIO_ENCODER_ENV', 'BeingError', 'avatars_root', 'cache_dir', 'check_avatar_name', 'atomic_path',
+           'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'sweep_stale_temporaries', 'atomic_dir',
+           'file_digest', 'tree_digest', 'software_versions', 'Manifest', 'AvatarDir', 'split_frames', 'get_device',
            'training_threads', 'set_training_threads', 'set_quiet', 'progress', 'set_verbose', 'native_logs_silenced',
            'sigterm_as_interrupt', 'truncate_log', 'prefetch', 'ordered_map', 'Asset', 'locate_asset', 'find_asset']
 
@@ -44,6 +44,7 @@ FPS = 25               # video frames per second, everywhere after decoding
 SAMPLE_RATE = 16_000   # audio samples per second, everywhere after decoding
 FEATURE_RATE = 50      # audio feature frames per second
 DEFAULT_SIZE = 512     # side of the square head crop, in pixels
+CPU_GAUSSIANS = 5_000  # Gaussians `being serve` draws per frame on a CPU (bench/cpu_budget.md)
 
 def avatars_root(root=None) -> Path:
     "The folder holding avatars: `root` if given, else `$BEING_ROOT`, else `data/avatars`."

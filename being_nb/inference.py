@@ -7,6 +7,7 @@ Docs: https://being-nb.github.io/being_nb/inference.html.md"""
 # %% ../nbs/30_inference.ipynb #2e7dde28
 from __future__ import annotations
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -20,8 +21,8 @@ from .motion import NEIGHBOURS, WINDOW
 from .face import SPEECH_INDEX
 
 # %% auto #0
-__all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'padded_batch', 'DeformGraphs', 'PriorTiming', 'Engine', 'generate',
-           'speak']
+__all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'padded_batch', 'DeformGraphs', 'PriorTiming', 'GaussianBudget',
+           'Engine', 'generate', 'speak']
 
 # %% ../nbs/30_inference.ipynb #72808d39
 def replay_index(j:int, n:int) -> int:
@@ -106,6 +107,15 @@ class PriorTiming:
         "How many leading frames are final when `n_features` feature frames of a longer stream are known."
         return max(0, (n_features - self.ahead)//2 + 1) if n_features else 0
 
+# %% ../nbs/30_inference.ipynb #c3b1d201
+@dataclass
+class GaussianBudget:
+    "How many Gaussians an `Engine` draws of the model's, and the share of the drawing they keep (`keep_gaussians`)."
+    drawn: int
+    total: int
+    share: float
+
+
 # %% ../nbs/30_inference.ipynb #2de6ffaf
 def _own_speech_level(avatar:AvatarDir) -> float|None:
     "The level (dBFS) the avatar heard its own speech at: `prepare` records it; older avatars get it measured here."
@@ -121,7 +131,8 @@ class Engine:
                  cuda_graphs:bool|None=None,      # default: on CUDA, unless $BEING_CUDA_GRAPHS is 0
                  prior=None,                      # blendshape-driven avatars: the prior file (default: `avatar_prior`'s)
                  condition:bool=True,             # level and voice-activity conditioning of the speech (`SpeechFront`)
-                 size:int|None=None):             # output side in px (default: the training size; the Gaussians are 3D)
+                 size:int|None=None,              # output side in px (default: the training size; the Gaussians are 3D)
+                 gaussians:int|None=None):        # draw at most this many Gaussians: those drawing most (a CPU budget)
         self.avatar = AvatarDir(name, root)
         self.device = get_device(device)
         self.model, self.info = load_model(self.avatar, self.device)
@@ -143,8 +154,28 @@ class Engine:
         if condition: self.speech_level = _own_speech_level(self.avatar)
         shape = (len(SPEECH_INDEX),) if self.prior is not None else (2*NEIGHBOURS + 1, WINDOW, len(self.silence))
         self.speech = torch.as_tensor(SPEECH_INDEX, device=self.device)          # the prior's columns the avatar takes
+        total = len(self.model.head["means"]) + len(self.model.mouth["means"])
+        self.budget = GaussianBudget(total, total, 1.0)
+        if gaussians is not None and gaussians < total:
+            from being_nb.model import keep_gaussians
+            self.model, share = keep_gaussians(self.model, self.contributions(), gaussians)
+            self.budget = GaussianBudget(gaussians, total, share)
         self.graphs = (DeformGraphs(self.model, self.batch, shape, self.replay.expression.shape[1], self.device)
                        if self.device.type == "cuda" and _graphs_wanted(cuda_graphs) else None)
+
+    def contributions(self, views:int=16) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each head and mouth Gaussian draws (`model.contributions`) in `views` training frames spread over the
+        clip, each speaking its own audio, at the engine's size."""
+        from being_nb.media import read_audio
+        from being_nb.model import contributions
+        samples = read_audio(self.avatar.audio)
+        pick = np.unique(np.linspace(0, len(self.replay) - 1, views).round().astype(int))
+        frames = self.replay.index[pick]
+        inputs = self.inputs(self.features(samples), frames, max(1, round(len(samples)*FPS/SAMPLE_RATE)))
+        if self.prior is not None:
+            with torch.no_grad(): inputs = self.prior(inputs)[:, self.speech]
+        pick = torch.as_tensor(pick, device=self.device)
+        return contributions(self.model, inputs, self.replay.expression[pick], self.replay.w2c[pick], self.replay.K, self.size)
 
     def speech_front(self):
         """A new stream's feature maker: a `SpeechFront` bringing speech to the avatar's own level and gating what is

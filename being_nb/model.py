@@ -17,7 +17,7 @@ from .face import LANDMARKS
 
 # %% auto #0
 __all__ = ['ModelConfig', 'AvatarModel', 'new_model', 'model_from_checkpoint', 'parameter_digest', 'check_trained_on',
-           'load_model']
+           'load_model', 'contributions', 'keep_gaussians']
 
 # %% ../nbs/24_model.ipynb #2e8c2840
 @dataclass
@@ -188,3 +188,38 @@ def load_model(avatar:AvatarDir, device=None, path:Path|None=None) -> tuple[Avat
     model, state = model_from_checkpoint(path, get_device(device))
     check_trained_on(avatar, model.config, path)
     return model.freeze(), {"step": state["step"], "checkpoint": parameter_digest(state["model"])}
+
+# %% ../nbs/24_model.ipynb #b0d9e102
+def contributions(model:AvatarModel,
+                  audio:torch.Tensor,        # [V, 9, 16, D] audio windows (or [V, 27] blendshapes) of V frames
+                  expression:torch.Tensor,   # [V, E]
+                  w2c:torch.Tensor,          # [V, 4, 4] their cameras
+                  K:torch.Tensor,            # [3, 3]
+                  size:int) -> tuple[torch.Tensor, torch.Tensor]:   # (head [Nh], mouth [Nm]) in pixels
+    """What each Gaussian draws in `V` frames: the sum over their pixels of its blending weight `α·T` in the composite
+    (a mouth Gaussian's times the head's transmittance in front of it)."""
+    from being_nb.render import render_scenes
+    with torch.no_grad(): head, mouth = model.gaussians(audio, expression, batched=True)
+    Ks = K.expand(len(w2c), 3, 3)
+    unit = [torch.ones(len(g["opacities"]), 1, device=w2c.device, requires_grad=True) for g in (head, mouth)]
+    (h, h_alpha), (m, _) = [render_scenes(g["means"], g["quats"], g["scales"], g["opacities"], c, w2c, Ks, size, size)
+                            for g, c in zip((head, mouth), unit)]
+    (h + (1 - h_alpha.detach())*m).sum().backward()
+    return unit[0].grad[:, 0], unit[1].grad[:, 0]
+
+# %% ../nbs/24_model.ipynb #b0d9e105
+def keep_gaussians(model:AvatarModel, weights:tuple[torch.Tensor, torch.Tensor], n:int) -> tuple[AvatarModel, float]:
+    """A frozen copy of `model` with only the `n` Gaussians of largest `weights` (`contributions`' head and mouth), and
+    the share of the drawing they keep (0-1). Inference only: the copy's parameters need no gradients."""
+    head_w, mouth_w = weights
+    if n <= 0: raise ValueError(f"a Gaussian budget must be positive, not {n}")
+    order = torch.argsort(torch.cat([head_w, mouth_w]), descending=True)[:n]
+    share = float(torch.cat([head_w, mouth_w])[order].sum()/torch.cat([head_w, mouth_w]).sum().clamp(min=1e-12))
+    kept_head, kept_mouth = order[order < len(head_w)].sort().values, (order[order >= len(head_w)] - len(head_w)).sort().values
+    def subset(params, index):
+        return torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach()[index].clone(), requires_grad=False)
+                                       for k, v in params.items()})
+    kept = AvatarModel(model.config, subset(model.head, kept_head), subset(model.mouth, kept_mouth))
+    kept.motion.load_state_dict(model.motion.state_dict())
+    kept.lip_points.copy_(model.lip_points)
+    return kept.to(model.lip_points.device).freeze(), share

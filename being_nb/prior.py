@@ -16,13 +16,14 @@ from torch import nn
 
 from .core import BeingError, FPS, SAMPLE_RATE, atomic_path, cache_dir
 from .audio import FEATURES_PER_VIDEO_FRAME, AudioEncoder, StreamingFeatures
-from .face import N_BLENDSHAPES, arkit_from_mediapipe, blendshape_index
+from .face import ARKIT_BLENDSHAPES, N_BLENDSHAPES, arkit_from_mediapipe, blendshape_index
 
 # %% auto #0
 __all__ = ['PRIOR_WINDOW', 'STREAMING_AHEAD', 'CENTRED_AHEAD', 'PRIOR_ENV', 'PRIOR_FILE', 'PRIOR_FORMAT', 'PRIOR_TIMINGS',
-           'window_index', 'BlendshapeStats', 'smooth_weights', 'tracked_weights', 'PriorConfig', 'SpeechPrior',
-           'predict', 'PriorStream', 'speech_weights', 'save_prior', 'load_prior', 'shipped_prior', 'locate_prior',
-           'find_prior', 'avatar_prior', 'PriorClip', 'clip_from_avatar', 'check_features', 'prior_encoder']
+           'EXPORT_FORMATS', 'window_index', 'BlendshapeStats', 'smooth_weights', 'tracked_weights', 'PriorConfig',
+           'SpeechPrior', 'predict', 'PriorStream', 'speech_weights', 'save_prior', 'load_prior', 'shipped_prior',
+           'locate_prior', 'find_prior', 'avatar_prior', 'PriorClip', 'clip_from_avatar', 'check_features',
+           'prior_encoder', 'PriorStep', 'export_metadata', 'export_prior']
 
 # %% ../nbs/15_prior.ipynb #5a3d68d4
 PRIOR_WINDOW = 24        # feature frames (480 ms) the prior reads for one video frame
@@ -125,7 +126,7 @@ class SpeechPrior(nn.Module):
         x = self.embed((windows - self.feature_mean)/self.feature_std)
         for conv in self.convs: x = x + conv(x.transpose(1, 2)).transpose(1, 2)
         x = x + self.position
-        q = self.queries.expand(len(x), -1, -1)
+        q = self.queries.expand(x.shape[0], -1, -1)     # shape[0], not len(): exports keep the batch free
         a, _ = self.attention(q, x, x, need_weights=False)
         return self.head(self.norm(q + a))[..., 0]
 
@@ -339,3 +340,59 @@ def prior_encoder(prior:SpeechPrior, spec=None, device=None) -> AudioEncoder:
                          f"{encoder.name!r}", getattr(prior, "source", None),
                          fix=f"pass --audio-encoder (or set $BEING_AUDIO_ENCODER) with the {prior.config.features} encoder")
     return encoder
+
+# %% ../nbs/15_prior.ipynb #f1a0e002
+class PriorStep(nn.Module):
+    "A prior as one step for export: feature windows [B, window, D] -> ARKit weights [B, 52] in the corpus's range."
+    def __init__(self, prior:SpeechPrior):
+        super().__init__()
+        self.prior = prior
+        keep = torch.ones(N_BLENDSHAPES); keep[blendshape_index("tongueOut")] = 0
+        self.register_buffer("keep", keep)
+
+    def forward(self, windows:torch.Tensor) -> torch.Tensor:
+        z = self.prior(windows)
+        return (self.prior.weight_mean + z*self.prior.weight_std).clamp(0, 1)*self.keep
+
+# %% ../nbs/15_prior.ipynb #f1a0e004
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+def export_metadata(prior:SpeechPrior) -> dict:
+    "What a runtime needs to feed an exported prior: its features, window, look-ahead, frame rates and output names."
+    c = prior.config
+    return {"format": "being_nb.prior_step/1", "features": c.features, "feature_dim": c.feature_dim,
+            "feature_rate": FEATURES_PER_VIDEO_FRAME*FPS, "window": c.window, "ahead": c.ahead, "fps": FPS,
+            "input": "windows [batch, window, feature_dim]: features of frame i are those at indices "
+                     "2i + ahead - window .. 2i + ahead - 1, clamped to the clip (being_nb.prior.window_index)",
+            "output": "weights [batch, 52]: ARKit blendshapes in Apple's order, 0-1", "blendshapes": list(ARKIT_BLENDSHAPES)}
+
+def export_prior(prior:SpeechPrior, path, format:str="onnx") -> Path:
+    """Write `prior`'s streaming step (`PriorStep`) to `path` as ONNX or TorchScript, atomically. ONNX needs the
+    `onnx` extra (`pip install being_nb[onnx]`); a missing package is a `BeingError` saying so."""
+    import json
+    if format not in EXPORT_FORMATS: raise BeingError(f"unknown export format {format!r}", fix=f"use one of {', '.join(EXPORT_FORMATS)}")
+    step = PriorStep(prior.float().cpu()).eval()
+    example = torch.zeros(2, prior.config.window, prior.config.feature_dim)
+    meta = export_metadata(prior)
+    with atomic_path(path) as tmp:
+        if format == "torchscript":
+            with torch.no_grad(): traced = torch.jit.trace(step, example)
+            torch.jit.save(traced, str(tmp), _extra_files={"being_nb.json": json.dumps(meta)})
+        else:
+            try: import onnx, onnxscript  # noqa: F401  (torch.onnx.export needs both)
+            except ImportError as e:
+                raise BeingError(f"ONNX export needs the onnx extra ({e.name} is missing)",
+                                 fix="pip install 'being_nb[onnx]'") from None
+            import contextlib, io, logging
+            quiet, level = logging.getLogger("torch.onnx"), logging.getLogger("torch.onnx").level
+            quiet.setLevel(logging.ERROR)                    # its notes on torchvision ops this model never uses
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):   # its progress
+                    program = torch.onnx.export(step, (example,), dynamo=True, opset_version=18, input_names=["windows"],
+                                                output_names=["weights"], dynamic_shapes={"windows": {0: torch.export.Dim("batch")}})
+            finally: quiet.setLevel(level)
+            model = program.model_proto
+            for k, v in meta.items():
+                model.metadata_props.add(key=k, value=v if isinstance(v, str) else json.dumps(v))
+            onnx.save(model, str(tmp))
+    return Path(path)

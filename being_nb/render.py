@@ -19,8 +19,8 @@ from .core import BeingError, atomic_path
 __all__ = ['ALPHA_THRESHOLD', 'ALPHA_MAX', 'T_MIN', 'MAX_EXTEND', 'EVAL_TILE', 'CHUNK_ELEMENTS', 'SH_C0', 'IMAGE_TOL',
            'FLIP_FRACTION', 'FLIP_TOL', 'GRAD_COS_MIN', 'PARITY_CASES', 'GRAD_KEYS', 'look_at', 'random_scene',
            'quat_scale_to_covar', 'project_gaussians', 'sh_to_color', 'intersect_tiles', 'isect_offset_encode',
-           'rasterize_pixels', 'render', 'render_scenes', 'reset_opacities', 'opacity_reset_due', 'export_ply',
-           'load_ply', 'time_render', 'backend_parity', 'run_parity']
+           'rasterize_pixels', 'cull_pairs', 'render', 'render_scenes', 'reset_opacities', 'opacity_reset_due',
+           'export_ply', 'load_ply', 'time_render', 'backend_parity', 'run_parity']
 
 # %% ../nbs/21_render.ipynb #ba4781e3
 ALPHA_THRESHOLD = 1/255   # gsplat: weaker per-pixel alphas are skipped, weaker Gaussians culled
@@ -224,8 +224,30 @@ def _tile_chunks(counts, pixels_per_tile, max_elements):
         chunk.append(tile)
     if chunk: yield chunk
 
+def _composite_fast(gaussians, listed, pixels, means2d, conics, colors, opacities):
+    """`_composite` when no gradient flows through the Gaussians' shapes and opacities (inference, or colours only).
+    The exponent is a quadratic in the pixel's position within its block: one batched product of the pixels' monomials
+    [tiles, P, 6] with each pair's six coefficients [tiles, 6, L] replaces a dozen elementwise passes, and one
+    cumulative product suffices (the Gaussians a pixel keeps are a prefix of its list, as `T` only falls)."""
+    corner = pixels[:, :1] - 0.5                                 # [tiles, 1, 2]: pixel centres sit at +0.5
+    u, v = (pixels - corner).unbind(-1)                          # [tiles, P] within the block
+    mx, my = (means2d[gaussians] - corner).unbind(-1)            # [tiles, L]
+    a, b, c = conics[gaussians].unbind(-1)
+    # σ = ½a(mx-u)² + ½c(my-v)² + b(mx-u)(my-v), expanded in u², v², uv, u, v, 1
+    coeffs = torch.stack([0.5*a, 0.5*c, b, -a*mx - b*my, -c*my - b*mx, 0.5*a*mx*mx + 0.5*c*my*my + b*mx*my], 1)
+    monomials = torch.stack([u*u, v*v, u*v, u, v, torch.ones_like(u)], -1)
+    opacity = torch.where(listed, opacities[gaussians], 0)[:, None, :]
+    alpha = torch.bmm(monomials, coeffs).clamp_(min=0).neg_().exp_().mul_(opacity).clamp_(max=ALPHA_MAX)
+    alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0)
+    T_after = torch.cumprod(1 - alpha, -1)
+    stopped = T_after <= T_MIN
+    weights = torch.cat([torch.ones_like(T_after[..., :1]), T_after[..., :-1]], -1).mul_(alpha).masked_fill_(stopped, 0)
+    return weights @ colors[gaussians], T_after.masked_fill_(stopped, 1).amin(-1)
+
 def _composite(gaussians, listed, pixels, means2d, conics, colors, opacities):
     "Front-to-back compositing of each tile's list over its pixels: (Σ α T c [tiles, P, D], final T [tiles, P])."
+    if not (torch.is_grad_enabled() and (means2d.requires_grad or conics.requires_grad or opacities.requires_grad)):
+        return _composite_fast(gaussians, listed, pixels, means2d, conics, colors, opacities)
     gx, gy = means2d[gaussians].unbind(-1)                      # [tiles, L]
     a, b, c = (v[:, None, :] for v in conics[gaussians].unbind(-1))
     dx = gx[:, None, :] - pixels[..., 0, None]                   # [tiles, P, L]
@@ -282,6 +304,33 @@ def rasterize_pixels(means2d:Tensor,    # [C, N, 2]
     if backgrounds is not None: color = color + T_final*backgrounds[:, None, None, :]
     return color, 1 - T_final
 
+# %% ../nbs/21_render.ipynb #d4e2a002
+@torch.no_grad()
+def cull_pairs(isect_ids:Tensor,    # [M] sorted, from `intersect_tiles`
+               flatten_ids:Tensor,  # [M]
+               means2d:Tensor,      # [C, N, 2]
+               conics:Tensor,       # [C, N, 3]
+               opacities:Tensor,    # [C, N] as composited (after any compensation)
+               tile_size:int, tile_width:int, tile_height:int,
+              ) -> tuple[Tensor, Tensor]:
+    "The (tile, Gaussian) pairs of which some pixel centre can get `α >= ALPHA_THRESHOLD`, in the same order."
+    n_tiles = tile_width*tile_height
+    tile = (isect_ids >> 32) & ((1 << n_tiles.bit_length()) - 1)
+    g = flatten_ids.long()
+    mu, (a, b, c) = means2d.reshape(-1, 2)[g], conics.reshape(-1, 3)[g].unbind(-1)
+    lo = torch.stack([tile % tile_width, tile//tile_width], -1).to(mu.dtype)*tile_size + 0.5   # first pixel centre
+    d_lo, d_hi = mu - (lo + tile_size - 1), mu - lo              # the range of (centre - pixel) over the block
+    sigma = lambda dx, dy: 0.5*(a*dx*dx + c*dy*dy) + b*dx*dy
+    edges = []
+    for dx in (d_lo[:, 0], d_hi[:, 0]):                          # a vertical edge: the best dy for this dx
+        edges.append(sigma(dx, torch.minimum(torch.maximum(-b*dx/c, d_lo[:, 1]), d_hi[:, 1])))
+    for dy in (d_lo[:, 1], d_hi[:, 1]):
+        edges.append(sigma(torch.minimum(torch.maximum(-b*dy/a, d_lo[:, 0]), d_hi[:, 0]), dy))
+    inside = ((d_lo <= 0) & (d_hi >= 0)).all(-1)
+    least = torch.where(inside, 0, torch.stack(edges).amin(0).clamp(min=0))
+    keep = opacities.reshape(-1)[g]*torch.exp(-least) >= ALPHA_THRESHOLD
+    return isect_ids[keep], flatten_ids[keep]
+
 # %% ../nbs/21_render.ipynb #e0c22a22
 def _camera_colors(colors, sh_degree, means, viewmats):
     "Per-camera colours [C, N, D]: as given, or from SH coefficients seen from each camera centre."
@@ -309,10 +358,14 @@ def _render_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     opacities = opacities.expand_as(depths) if compensations is None else opacities*compensations
     colors, backgrounds = _with_depth(_camera_colors(colors, sh_degree, means, viewmats), depths, backgrounds, render_mode)
     tile_width, tile_height = math.ceil(width/tile_size), math.ceil(height/tile_size)
-    tiles_per_gauss, isect_ids, flatten_ids = intersect_tiles(means2d, radii, depths, tile_size, tile_width, tile_height)
-    isect_offsets = isect_offset_encode(isect_ids, C, tile_width, tile_height)
+    tiles_per_gauss = isect_ids = flatten_ids = isect_offsets = None    # gsplat's tile arrays: training only (meta)
+    if torch.is_grad_enabled():
+        tiles_per_gauss, isect_ids, flatten_ids = intersect_tiles(means2d, radii, depths, tile_size, tile_width, tile_height)
+        isect_offsets = isect_offset_encode(isect_ids, C, tile_width, tile_height)
     eval_width, eval_height = math.ceil(width/EVAL_TILE), math.ceil(height/EVAL_TILE)
     _, eval_ids, eval_flatten_ids = intersect_tiles(means2d, radii, depths, EVAL_TILE, eval_width, eval_height)
+    eval_ids, eval_flatten_ids = cull_pairs(eval_ids, eval_flatten_ids, means2d, conics, opacities, EVAL_TILE,
+                                            eval_width, eval_height)
     eval_offsets = isect_offset_encode(eval_ids, C, eval_width, eval_height)
     image, alpha = rasterize_pixels(means2d, conics, colors, opacities, width, height, EVAL_TILE, eval_offsets,
                                     eval_flatten_ids, backgrounds)

@@ -119,11 +119,11 @@ def client_group(url, audio, barrier, results, k):
     for c in clients: c.join(len(audio)/16000 + 300)
     for c in clients: results.put(c.stats())
 
-def start_server(root, device, max_sessions, jpeg="auto", tick_ms=None):
+def start_server(root, device, max_sessions, jpeg="auto", tick_ms=None, gaussians=None):
     "`being serve` in a subprocess, admission off (the benchmark sets the load), on a free port."
     code = ("from being_nb.serve.server import ServeConfig, serve; "
             f"serve(ServeConfig(root={str(root)!r}, port=0, device={device!r}, max_sessions={max_sessions}, "
-            f"jpeg={jpeg!r}, admission=False" + (f", tick={tick_ms/1000}" if tick_ms else "") + "))")
+            f"jpeg={jpeg!r}, admission=False, gaussians={gaussians!r}" + (f", tick={tick_ms/1000}" if tick_ms else "") + "))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     port = int(re.search(r":(\d+)/", line).group(1))
@@ -145,10 +145,10 @@ def health(port):
     import urllib.request
     return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10))
 
-def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_process=8, tick_ms=None):
+def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_process=8, tick_ms=None, gaussians=None):
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
-    proc, port = start_server(root, device, max(counts) + 1, jpeg, tick_ms)
+    proc, port = start_server(root, device, max(counts) + 1, jpeg, tick_ms, gaussians)
     results = []
     try:
         for n in counts:
@@ -192,6 +192,7 @@ if __name__ == "__main__":
     ap.add_argument("--serve-device", help="the server's --device (default: --device), e.g. cuda:0,cuda:1")
     ap.add_argument("--skip-speed", action="store_true", help="streaming only")
     ap.add_argument("--tick-ms", type=float, help="the server's render tick (default: its own, 20 ms)")
+    ap.add_argument("--gaussians", type=int, help="the server's Gaussian budget (default: its own: all on CUDA, CPU_GAUSSIANS on a CPU; 0: all)")
     args = ap.parse_args()
     engine = Engine(args.name, args.root, args.device)
     machine = torch.cuda.get_device_name() if engine.device.type == "cuda" else f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
@@ -207,11 +208,12 @@ if __name__ == "__main__":
     del engine
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     report["serve_device"] = args.serve_device or args.device
+    report["serve_gaussians"] = args.gaussians if args.gaussians is not None else "server default"
     report["streaming"] = []
     for jpeg in args.jpeg.split(","):
         report["streaming"] += streaming(args.root, args.name, args.serve_device or args.device,
                                          [int(n) for n in args.sessions.split(",")], args.seconds, audio, jpeg,
-                                         tick_ms=args.tick_ms)
+                                         tick_ms=args.tick_ms, gaussians=args.gaussians)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1))          # what is measured so far survives a time-out
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

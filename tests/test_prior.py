@@ -30,6 +30,52 @@ def test_blendshapes_real_speech(tmp_path):
     assert weights.min() >= 0 and weights.max() <= 1 and (weights[:, blendshape_index("tongueOut")] == 0).all()
     assert weights[:, blendshape_index("jawOpen")].std() > 0.005       # the mouth moves with the speech
 
+def test_blendshapes_stream_to_unreal_and_osc(tmp_path):
+    "`being blendshapes --livelink --osc --realtime`: a Live Link socket and an OSC server get the file's frames."
+    import socket, threading
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import BlockingOSCUDPServer
+    from being_nb.streams import parse_livelink
+    write_wav(tmp_path/"hello.wav", synthesize("Hello from the other side.").audio)
+    unreal = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); unreal.bind(("127.0.0.1", 0)); unreal.settimeout(60)
+    osc = []
+    dispatcher = Dispatcher(); dispatcher.map("/being/blendshapes", lambda address, *values: osc.append(values))
+    server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    r = being("blendshapes", str(tmp_path/"hello.wav"), "--output", str(tmp_path/"hello.csv"), "--fps", "60", "--realtime",
+              "--livelink", f"127.0.0.1:{unreal.getsockname()[1]}", "--osc", f"127.0.0.1:{server.server_address[1]}",
+              "--subject", "MetaHuman")
+    assert r.returncode == 0, r.stderr
+    _, data = read_csv(tmp_path/"hello.csv")
+    frames = [parse_livelink(unreal.recv(4096)) for _ in range(len(data))]
+    time.sleep(0.5); server.shutdown(); unreal.close()
+    assert [f.frame for f in frames] == list(range(len(data))) and {(f.subject, f.fps) for f in frames} == {("MetaHuman", 60)}
+    assert np.abs(np.stack([f.weights for f in frames]) - data[:, 1:]).max() < 1e-4     # the CSV keeps 4 digits
+    assert np.abs(np.array(osc) - data[:, 1:]).max() < 1e-4
+    assert data[:, 1 + blendshape_index("jawOpen")].std() > 0.005       # the mouth moves with the speech
+    assert f"sent {len(data)} frames" in r.stdout
+    r = being("blendshapes", str(tmp_path/"hello.wav"), "--osc", "localhost:osc")
+    assert r.returncode == 2 and "--osc takes HOST or HOST:PORT" in r.stderr
+
+def test_export_prior_runs_in_onnxruntime_and_torchscript(tmp_path):
+    "`being export-prior`: the files give `being blendshapes`' weights from the same mel windows."
+    import onnxruntime
+    from being_nb.prior import find_prior, speech_weights, window_index
+    speech = synthesize("Papa made a big map of the moon.").audio
+    mel = load_audio_encoder("mel")
+    feats = mel(speech)
+    prior = find_prior(None, "cpu", "streaming")
+    n = len(feats)//2
+    windows = feats[window_index(np.arange(n), len(feats), prior.config.window, prior.config.ahead)]
+    expected = speech_weights(prior, mel, speech)[:n]
+    for fmt, name in (("onnx", "prior.onnx"), ("torchscript", "prior.ts")):
+        r = being("export-prior", "--output", str(tmp_path/name), "--format", fmt)
+        assert r.returncode == 0 and f"wrote {tmp_path/name}" in r.stdout and not r.stderr.strip(), r.stderr
+    got = onnxruntime.InferenceSession(str(tmp_path/"prior.onnx")).run(None, {"windows": windows})[0]
+    assert np.abs(got - expected).max() <= 1e-4
+    with torch.no_grad(): got = torch.jit.load(str(tmp_path/"prior.ts"))(torch.from_numpy(windows)).numpy()
+    assert np.abs(got - expected).max() <= 1e-4
+
 @pytest.mark.parametrize("timing", ["centred", pytest.param("streaming", marks=pytest.mark.xfail(
     strict=True, reason="the shipped 80 ms prior gives jawOpen 0.102 in digital silence (bench/prior.md; issue 10 open)"))])
 def test_blendshapes_silence_keeps_the_mouth_closed(tmp_path, timing):

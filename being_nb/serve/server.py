@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import torch
 from websockets.exceptions import ConnectionClosed
 
-from ..core import FPS, SAMPLE_RATE, BeingError, avatars_root, get_device
+from ..core import CPU_GAUSSIANS, FPS, SAMPLE_RATE, BeingError, avatars_root, get_device
 from .http import LOOPBACK, Gate, Routes, trained_avatars
 from .protocol import MAX_MESSAGE, PROTOCOL_VERSION, ProtocolError, check_hello, close_reason, error_text
 from .session import Session, SessionLimits
@@ -43,6 +43,8 @@ class ServeConfig:
     capacity: float = 0.85          # the share of each tick a device's work may fill before refusing
     max_unacked: int = 4            # frames in flight per client before only the newest is kept
     size: int|None = None           # output side in px (default: each avatar's training size; a CPU may need less)
+    gaussians: int|None = None      # Gaussians drawn per frame, those drawing most (None: all on CUDA, CPU_GAUSSIANS on
+                                    # a CPU; 0: all)
     jpeg: str = "auto"              # "auto" (nvJPEG on CUDA when torchvision has it), "gpu" or "cpu"
     jpeg_quality: int = 85
     tick: float = TICK              # s between render ticks
@@ -191,9 +193,11 @@ class AvatarServer:
             if name not in slot.avatars:
                 from being_nb.inference import Engine
                 c, loop = self.config, asyncio.get_running_loop()
-                batch = MAX_BATCH if slot.device.type == "cuda" else None
+                cuda = slot.device.type == "cuda"
+                budget = c.gaussians if c.gaussians is not None else (None if cuda else CPU_GAUSSIANS)
                 engine = await loop.run_in_executor(None, lambda: Engine(name, self.root, slot.device, c.audio_encoder,
-                                                                                  batch=batch, size=c.size))
+                                                                         batch=MAX_BATCH if cuda else None, size=c.size,
+                                                                         gaussians=budget or None))
                 await loop.run_in_executor(None, engine.replay.preload)     # no session waits on a first decode
                 worker = AvatarWorker(engine, c.jpeg, c.jpeg_quality, c.tick, c.shed_after,
                                       on_tick=lambda report: self.metrics.on_tick(slot.label, report))
@@ -227,7 +231,7 @@ async def _connection(server:AvatarServer, ws):
         await ws.send(json.dumps({"type": "ready", "v": PROTOCOL_VERSION, "avatar": name, "sample_rate": SAMPLE_RATE,
                                   "fps": FPS, "width": engine.size, "height": engine.size, "format": "jpeg",
                                   "max_unacked": server.config.max_unacked, "lookahead_ms": round(lookahead, 1),
-                                  "synthetic": True}))
+                                  "gaussians": engine.budget.drawn, "synthetic": True}))
         session = Session(ws, avatar.worker, server.config.limits, on_frame=server.metrics.latency.observe)
         session.outbox.on_drop = server.metrics.dropped.labels("window").inc
         await session.run()
