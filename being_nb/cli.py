@@ -222,7 +222,9 @@ def cmd_eval(args):
 def _drive_args(p, what):
     p.add_argument("name", help="a trained avatar")
     if what == "audio":
-        p.add_argument("--audio", required=True, help="speech to say (wav, mp3, flac, m4a, or a video's audio)")
+        p.add_argument("--audio", help="speech to say (wav, mp3, flac, m4a, or a video's audio)")
+        p.add_argument("--blendshapes", metavar="TRACK", help="an ARKit blendshape track (.jsonl or .csv, any frame rate) that "
+                       "moves the eyes and brows, and the mouth of an avatar trained with --prior when there is no --audio")
         p.add_argument("--audio-track", type=int, metavar="N",
                        help="which audio track of --audio, from 0 (default: the one marked default)")
     else:
@@ -233,11 +235,12 @@ def _drive_args(p, what):
                    "frames set the sharpest background)")
     p.add_argument("--audio-encoder", help="the speech encoder the avatar was prepared with (default: found as `being prepare` finds it)")
 
-@command("generate", "Make an mp4 of a trained avatar saying an audio file.", lambda p: _drive_args(p, "audio"))
+@command("generate", "Make an mp4 of a trained avatar saying an audio file, or moved by a blendshape track, or both.",
+         lambda p: _drive_args(p, "audio"))
 def cmd_generate(args):
     from being_nb.inference import generate
     out = generate(args.name, args.audio, args.output, args.root, args.device, args.audio_encoder,
-                   audio_track=args.audio_track, size=args.size)
+                   audio_track=args.audio_track, size=args.size, blendshapes=args.blendshapes)
     print(f"wrote {out}")
 
 @command("speak", "Make an mp4 of a trained avatar saying a text (offline speech synthesis).", lambda p: _drive_args(p, "text"))

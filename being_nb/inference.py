@@ -22,7 +22,7 @@ from .face import SPEECH_INDEX
 
 # %% auto #0
 __all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'padded_batch', 'DeformGraphs', 'PriorTiming', 'GaussianBudget',
-           'Engine', 'generate', 'speak']
+           'Engine', 'track_at_fps', 'generate', 'speak']
 
 # %% ../nbs/30_inference.ipynb #72808d39
 def replay_index(j:int, n:int) -> int:
@@ -198,42 +198,90 @@ class Engine:
         return np.broadcast_to(self.silence, (*shape, len(self.silence))).astype(np.float32)
 
     @torch.no_grad()
-    def render(self, steps, inputs:torch.Tensor) -> torch.Tensor:
-        "uint8 frames [B, H, W, 3] (on the device) for output frame counters `steps` and motion inputs [B, 9, 16, D]."
+    def render(self, steps, inputs:torch.Tensor,
+               expression:torch.Tensor|None=None,    # [B, E] upper-face weights (default: the replayed frames')
+               shapes:bool=False,                     # `inputs` are jaw/mouth shapes [B, 27] (`track_inputs`), not windows
+               ) -> torch.Tensor:
+        """uint8 frames [B, H, W, 3] (on the device) for output frame counters `steps` and motion inputs: audio windows
+        [B, 9, 16, D], the prior's windows, or with `shapes` a blendshape-driven avatar's jaw and mouth shapes."""
         n = len(self.replay)
         pick = torch.tensor([replay_index(int(j), n) for j in steps], device=self.device)
-        expression = self.replay.expression[pick]
-        if self.prior is not None: inputs = self.prior(inputs)[:, self.speech]     # the prior, batched with the frames
+        if expression is None: expression = self.replay.expression[pick]
+        if self.prior is not None and not shapes: inputs = self.prior(inputs)[:, self.speech]   # batched with the frames
         head, mouth = (self.graphs(inputs, expression) if self.graphs is not None and len(inputs) <= self.batch
                        else self.model.gaussians(inputs, expression, batched=True))
         images = self.model.render_deformed(head, mouth, self.replay.w2c[pick], self.replay.K, self.size,
                                             self.replay.backgrounds(pick.tolist()))
         return (images.clamp(0, 1)*255).round().byte()
 
-    def frames(self, audio:np.ndarray) -> Iterator[np.ndarray]:
-        "RGB uint8 frames at 25 fps for `audio`, one per 40 ms (rounded)."
-        features = self.features(audio)
-        n = max(1, round(len(audio)*FPS/SAMPLE_RATE))
+    def track_inputs(self, weights:np.ndarray) -> tuple[torch.Tensor|None, torch.Tensor]:
+        """What ARKit weights [T, 52] (25 fps) drive: (jaw and mouth shapes [T, 27] for a blendshape-driven avatar, else
+        None; upper-face expression [T, E]). The weights are read in the avatar's own range: jawOpen 0.3 in the
+        track opens the mouth as far as jawOpen 0.3 did in the avatar's clip."""
+        from being_nb.face import ARKIT_BLENDSHAPES
+        from being_nb.motion import pick_expression
+        weights = np.asarray(weights, np.float32)
+        expression = torch.from_numpy(pick_expression(weights, ARKIT_BLENDSHAPES)).to(self.device)
+        if self.prior is None: return None, expression
+        if not hasattr(self, "_person"):              # the avatar's own range, from its tracked clip (as in training)
+            from being_nb.tracking import Track
+            from being_nb.prior import tracked_weights
+            track = Track.load(self.avatar.track)
+            self._person = tracked_weights(track.blendshapes, track.blendshape_names, track.filled)[1]
+        shapes = self._person.standardise(weights)[:, np.asarray(SPEECH_INDEX)]
+        return torch.from_numpy(shapes).to(self.device), expression
+
+    def frames(self, audio:np.ndarray|None, track:np.ndarray|None=None) -> Iterator[np.ndarray]:
+        """RGB uint8 frames at 25 fps, one per 40 ms of `audio` (rounded), or of `track` without audio. `track`: ARKit
+        weights [T, 52] at 25 fps driving the eyes and brows (and the mouth of a blendshape-driven avatar when there
+        is no audio); past its end its last frame holds."""
+        if audio is None and track is None: raise ValueError("frames need audio, a blendshape track, or both")
+        n = max(1, round(len(audio)*FPS/SAMPLE_RATE)) if audio is not None else len(track)
+        features = self.features(audio) if audio is not None else None
+        shapes, expression = self.track_inputs(track) if track is not None else (None, None)
+        if audio is None and shapes is None:
+            raise BeingError("this avatar's mouth is driven by speech: a blendshape track alone moves its eyes and brows only",
+                             self.avatar.path, fix="pass the speech too (--audio), or train it with --prior to puppeteer the mouth")
         for start in range(0, n, self.batch):
             steps = range(start, min(start + self.batch, n))
-            yield from self.render(steps, self.inputs(features, steps, n)).cpu().numpy()
+            held = torch.as_tensor(np.minimum(np.asarray(steps), (len(track) if track is not None else n) - 1), device=self.device)
+            face = expression[held] if expression is not None else None
+            if audio is not None: images = self.render(steps, self.inputs(features, steps, n), face)
+            else: images = self.render(steps, shapes[held], face, shapes=True)
+            yield from images.cpu().numpy()
+
 
 # %% ../nbs/30_inference.ipynb #a0646fcb
 PROVENANCE = "Synthetic video generated by being_nb (a talking-head model); the person did not record it."
 
+def track_at_fps(path) -> np.ndarray:
+    "ARKit weights [T, 52] at 25 fps of a blendshape file (`.jsonl` or `.csv`, any frame rate, from its timestamps)."
+    from being_nb.blendshapes import read_blendshapes
+    times, weights = read_blendshapes(path)
+    if len(times) < 2 or np.any(np.diff(times) <= 0):
+        raise BeingError("a blendshape track needs at least two frames with increasing timestamps", path,
+                         fix="write it with `being blendshapes`, or export it from Live Link Face as CSV")
+    grid = np.arange(int(np.floor((times[-1] - times[0])*FPS)) + 1)/FPS + times[0]
+    return np.stack([np.interp(grid, times, weights[:, j]) for j in range(weights.shape[1])], 1).astype(np.float32)
+
 def generate(name:str, audio, output, root=None, device=None, audio_encoder=None, audio_track:int|None=None,
-             size:int|None=None) -> Path:
-    """Write `output` (mp4): the avatar `name` speaking `audio` (a file path, or 16 kHz mono float samples).
+             size:int|None=None,
+             blendshapes=None) -> Path:     # a blendshape track (.jsonl/.csv): puppeteer the face (see `Engine.frames`)
+    """Write `output` (mp4): the avatar `name` speaking `audio` (a file path, or 16 kHz mono float samples), or moved
+    by the ARKit track `blendshapes` (a file), or both (mouth from the speech, eyes and brows from the track).
     `audio_track` (from 0) picks one of a file's several audio tracks (default: the one marked default); `size`
     renders at another side than the training size (the Gaussians are 3D: larger is sharper around the head)."""
     from being_nb.core import sigterm_as_interrupt
     from being_nb.media import check_video_output, read_audio, write_video
     output = check_video_output(output)                  # before any work
-    samples = read_audio(audio, track=audio_track) if isinstance(audio, (str, Path)) else np.asarray(audio, np.float32)
+    if audio is None and blendshapes is None: raise BeingError("nothing drives the avatar", fix="pass --audio, --blendshapes or both")
+    track = track_at_fps(blendshapes) if blendshapes is not None else None
+    samples = (None if audio is None else read_audio(audio, track=audio_track) if isinstance(audio, (str, Path))
+               else np.asarray(audio, np.float32))
     engine = Engine(name, root, device, audio_encoder, size=size)
-    n = max(1, round(len(samples)*FPS/SAMPLE_RATE))
+    n = max(1, round(len(samples)*FPS/SAMPLE_RATE)) if samples is not None else len(track)
     old = sigterm_as_interrupt()                          # `kill` cleans up like Ctrl-C: no temporary file left behind
-    try: return write_video(output, engine.frames(samples), audio=samples, total=n,
+    try: return write_video(output, engine.frames(samples, track), audio=samples, total=n,
                             metadata={"comment": PROVENANCE, "description": PROVENANCE, "encoder": "being_nb"})
     finally:
         if old is not None:

@@ -173,6 +173,19 @@ def test_blendshape_driven_avatar(tmp_path, sample_root):
     r = being("generate", "s", "--root", str(sample_root), "--device", "cpu", "--audio", str(tmp_path/"say.wav"),
               "--output", str(tmp_path/"say.mp4"))
     assert r.returncode == 0, r.stderr[-2000:]
+    # puppeteered by a blendshape track alone (a 2 s CSV at 30 fps): the track's length, and its jaw moves the picture
+    from being_nb.blendshapes import write_blendshapes
+    from being_nb.media import read_frames
+    jaw = np.zeros((50, 52), np.float32)
+    jaw[:, blendshape_index("jawOpen")] = 0.5 + 0.5*np.sin(np.arange(50)/3)
+    for name, track in (("still", np.zeros_like(jaw)), ("jaw", jaw)):
+        write_blendshapes(tmp_path/f"{name}.csv", track, fps=30)
+        r = being("generate", "s", "--root", str(sample_root), "--device", "cpu", "--blendshapes", str(tmp_path/f"{name}.csv"),
+                  "--output", str(tmp_path/f"{name}.mp4"))
+        assert r.returncode == 0, r.stderr[-2000:]
+    still, moved = (np.stack(list(read_frames(tmp_path/f"{n}.mp4"))).astype(np.float32) for n in ("still", "jaw"))
+    assert len(still) == len(moved) == 50 and probe(tmp_path/"jaw.mp4").frame_count() == 50
+    assert np.abs(moved - still).mean() > 0.05
     info = probe(tmp_path/"say.mp4")
     assert abs(info.duration - len(synthesize("Papa made a map.").audio)/16000) < 0.1
 

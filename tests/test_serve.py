@@ -61,12 +61,14 @@ def session(server, avatar="tiny", **kw):
     assert ready["type"] == "ready", ready
     return ws, ready
 
-def frames(ws, n, timeout=10, ack=True):
-    "The next `n` frames (acking each), skipping text messages."
+def frames(ws, n, timeout=10, ack=True, texts=None):
+    "The next `n` frames (acking each), skipping text messages (kept in `texts` if given)."
     out, deadline = [], time.time() + timeout
     while len(out) < n:
         m = ws.recv(timeout=max(0.01, deadline - time.time()))
-        if isinstance(m, str): continue
+        if isinstance(m, str):
+            if texts is not None: texts.append(json.loads(m))
+            continue
         f = parse_frame(m); f["at"] = time.monotonic(); out.append(f)
         if ack: ws.send(json.dumps({"type": "ack", "seq": f["seq"]}))
     return out
@@ -232,7 +234,11 @@ def test_slow_reader_gets_fresh_frames_and_others_keep_25fps(server):
     fast_frames = []
     while time.monotonic() - t_stall < 3: fast_frames += frames(fast, 1)      # `slow` reads nothing for 3 s
     rss_after = server.rss_mb()
-    got = frames(slow, window + 6, timeout=10)
+    texts = []
+    got = frames(slow, window + 6, timeout=10, texts=texts)
+    frames(slow, 40, timeout=10, texts=texts)                                   # 1.6 s more: the drops are told within 1 s
+    told = [t for t in texts if t["type"] == "dropped" and t.get("reason") == "window"]
+    assert told and told[-1]["frames"] > 0, texts                               # the page counts frames it never saw
     stale = [f for f in got if f["pts"] < got[-1]["pts"] - 16000*1.0]           # more than a second older than the newest
     assert len(stale) <= window, [f["pts"] for f in got]
     assert got[-1]["pts"] > got[0]["pts"] + 16000*2                             # then fresh ones
@@ -688,3 +694,64 @@ def test_sessions_spread_over_devices(root):
         assert [d["sessions"] for d in devices] == [1, 1] and all(d["avatars"]["tiny"]["frames"] >= 5 for d in devices), devices
         a.close(); b.close()
     finally: s.stop()
+
+def stream_speech(ws, speech, start=16000, renders=True):
+    "Send `speech` in 20 ms chunks in real time from client sample `start`, then `end`; what `until_ended` reads meanwhile."
+    got = []
+    reader = threading.Thread(target=lambda: got.append(until_ended(ws, renders))); reader.start()
+    t0 = time.monotonic()
+    for k, i in enumerate(range(0, len(speech), 320)):
+        time.sleep(max(0, t0 + i/16000 - time.monotonic()))
+        ws.send(pack_audio(speech[i:i + 320], k, start + i))
+    ws.send(json.dumps({"type": "end"}))
+    reader.join(60)
+    return got[0]
+
+def until_ended(ws, renders=True, timeout=30):
+    "(frames, blendshape messages) until `ended`, acking frames; with frames, the blendshapes that follow `ended` too."
+    got_frames, shapes, ended, deadline = [], [], None, time.time() + timeout
+    while time.time() < deadline:
+        try: m = ws.recv(timeout=0.5 if ended else max(0.01, deadline - time.time()))
+        except TimeoutError:
+            if ended: break
+            raise
+        if isinstance(m, bytes):
+            f = parse_frame(m); ws.send(json.dumps({"type": "ack", "seq": f["seq"]}))
+            if f["flags"] == SPEAKING: got_frames.append(f)
+            continue
+        t = json.loads(m)
+        if t["type"] == "blendshapes": shapes.append(t)
+        elif t["type"] == "ended":
+            ended = t
+            if not renders: break
+    assert ended is not None
+    return got_frames, shapes, ended
+
+def test_blendshape_outputs(server):
+    "hello outputs: blendshapes alone (nothing rendered) equal the offline prior's; with frames, one per frame, same pts."
+    from being_nb.prior import find_prior, prior_encoder, speech_weights
+    from being_nb.tts import synthesize
+    speech = synthesize("Papa made a big map.").audio[:16000*3//2]
+    speech = (np.clip(speech, -1, 1)*32767).round()/32768                      # as the server gets it (s16)
+    prior = find_prior(None, "cpu", "streaming")
+    expected = speech_weights(prior, prior_encoder(prior), speech.astype(np.float32))
+    with connect(server.ws + "tiny", open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "hello", "v": 1, "outputs": ["blendshapes"]}))
+        ready = json.loads(ws.recv(timeout=60))
+        assert ready["outputs"] == ["blendshapes"] and "width" not in ready and ready["lookahead_ms"] == 82.5
+        got_frames, shapes, ended = stream_speech(ws, speech, renders=False)
+    assert not got_frames and ended["frames"] == len(expected) == len(shapes)
+    assert [s["pts"] for s in shapes] == [16000 + 640*k for k in range(len(shapes))]
+    assert [s["seq"] for s in shapes] == list(range(1, len(shapes) + 1))
+    assert np.abs(np.array([s["weights"] for s in shapes]) - expected).max() < 1e-3
+    with connect(server.ws + "tiny", open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "hello", "v": 1, "outputs": ["frames", "blendshapes"]}))
+        ready = json.loads(ws.recv(timeout=60))
+        assert ready["outputs"] == ["frames", "blendshapes"] and ready["width"] == 48
+        got_frames, shapes, ended = stream_speech(ws, speech)
+    assert ended["frames"] == len(expected) and len(shapes) == len(expected)
+    assert sorted(f["pts"] for f in got_frames) == [s["pts"] for s in shapes] == [16000 + 640*k for k in range(len(expected))]
+    with connect(server.ws + "tiny", open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "hello", "v": 1, "outputs": ["video"]}))
+        code, reason, texts = closed_with(ws)
+    assert code == 1008 and "outputs" in reason

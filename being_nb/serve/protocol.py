@@ -16,8 +16,8 @@ from ..core import FPS, SAMPLE_RATE
 # %% auto #0
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
            'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'MAX_BACKLOG',
-           'LOOPBACK', 'ProtocolError', 'close_reason', 'pack_audio', 'parse_audio', 'pack_frame', 'parse_frame',
-           'parse_text', 'check_hello', 'error_text']
+           'LOOPBACK', 'OUTPUTS', 'ProtocolError', 'close_reason', 'pack_audio', 'parse_audio', 'pack_frame',
+           'parse_frame', 'parse_text', 'check_hello', 'error_text']
 
 # %% ../../nbs/33_serve_protocol.ipynb #66b9e704
 PROTOCOL_VERSION = 1
@@ -33,6 +33,7 @@ MAX_AHEAD = 2*SAMPLE_RATE                   # a session's audio may run at most 
 MAX_INDEX = 2**40                           # sample indices from here on (about 2 years of audio) are refused
 MAX_BACKLOG = 4*2**20                       # bytes waiting to go to a client that does not read (pongs to a ping flood)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+OUTPUTS = ("frames", "blendshapes")         # what a session may ask for in its hello (default: frames)
 
 class ProtocolError(Exception):
     "A message the protocol does not allow: sent to the client as an error, then closes with `close` (if set)."
@@ -89,7 +90,10 @@ def check_hello(message) -> dict:
         raise ProtocolError("bad-version", f"protocol version {m.get('v')!r} is not supported; this server speaks {PROTOCOL_VERSION}", close=1008)
     if m.get("sample_rate", SAMPLE_RATE) != SAMPLE_RATE or m.get("format", "pcm_s16le") != "pcm_s16le":
         raise ProtocolError("bad-format", f"audio must be pcm_s16le mono at {SAMPLE_RATE} Hz", close=1008)
-    return m
+    outputs = m.get("outputs", ["frames"])
+    if not (isinstance(outputs, list) and outputs and all(o in OUTPUTS for o in outputs)):
+        raise ProtocolError("bad-outputs", f"outputs must be a non-empty list of {', '.join(OUTPUTS)}, not {outputs!r}", close=1008)
+    return {**m, "outputs": [o for o in OUTPUTS if o in outputs]}
 
 def error_text(code:str, message:str) -> str:
     "An `error` text message."

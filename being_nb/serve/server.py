@@ -148,17 +148,31 @@ class AvatarServer:
         self.routes = Routes(self.root, self.gate, self.health, self.metrics_text)
         self.sessions: set = set()
         self.server, self.port = None, None
+        self.blendshapes = None                    # the `BlendshapeWorker`, started by the first session asking for them
+        self.blendshapes_loading = asyncio.Lock()
 
     def place(self, name:str) -> Slot:
         "The slot a new session of avatar `name` goes to: the fewest sessions, then one with the avatar loaded."
         return min(self.slots, key=lambda s: (s.sessions, name not in s.avatars, s.index))
 
-    def refusal(self, slot:Slot) -> tuple[str, str]|None:
+    async def blendshape_worker(self):
+        "The worker that streams ARKit weights (the shipped streaming prior, on the CPU), started once."
+        async with self.blendshapes_loading:
+            if self.blendshapes is None:
+                from being_nb.prior import find_prior, prior_encoder
+                from being_nb.serve.blendshapes import BlendshapeWorker
+                def load():
+                    prior = find_prior(None, "cpu", "streaming")
+                    return BlendshapeWorker(prior, prior_encoder(prior))
+                self.blendshapes = await asyncio.get_running_loop().run_in_executor(None, load)
+        return self.blendshapes
+
+    def refusal(self, slot:Slot|None) -> tuple[str, str]|None:
         "Why a new session on `slot` is refused, as (reason, message), or None."
         c = self.config
         if len(self.sessions) >= c.max_sessions:
             return "full", f"the server is full ({c.max_sessions} sessions); try again later"
-        if not c.admission or not slot.sessions: return None
+        if slot is None or not c.admission or not slot.sessions: return None    # None: blendshapes only, no render
         cost = slot.cost_per_session()
         if cost == 0 and slot.sessions >= UNMEASURED_SESSIONS:
             return "capacity", (f"the server is measuring its render time on {slot.device} ({slot.sessions} sessions are "
@@ -172,7 +186,7 @@ class AvatarServer:
         "`/healthz`: the status; with `detail` (the token), sessions and each device's workers."
         if not detail: return {"status": "ok"}
         return {"status": "ok", "sessions": len(self.sessions), "max_sessions": self.config.max_sessions,
-                "protocol": PROTOCOL_VERSION,
+                "protocol": PROTOCOL_VERSION, "blendshape_sessions": self.blendshapes.sessions if self.blendshapes else 0,
                 "devices": [{"device": str(s.device), "sessions": s.sessions, "busy": round(s.busy(), 3),
                              "avatars": {n: {"frames": a.worker.frames_rendered, "calls": a.worker.render_calls,
                                              "shed": a.worker.frames_shed, "jpeg": a.worker.jpeg.name}
@@ -216,23 +230,36 @@ async def _connection(server:AvatarServer, ws):
     "One client: its hello, then its session."
     slot = None
     try:
-        try: check_hello(await asyncio.wait_for(ws.recv(), server.config.hello_timeout))
+        try: hello = check_hello(await asyncio.wait_for(ws.recv(), server.config.hello_timeout))
         except asyncio.TimeoutError: raise ProtocolError("no-hello", f"no hello within {server.config.hello_timeout:g} s", close=1008)
         name = urlsplit(ws.request.path).path[len("/ws/"):]
-        candidate = server.place(name)
+        renders = "frames" in hello["outputs"]
+        candidate = server.place(name) if renders else None      # blendshapes only: nothing is rendered
         if (refused := server.refusal(candidate)) is not None:
             server.metrics.refused.labels(refused[0]).inc()
             return await _refuse(ws, "busy", refused[1], 1013)
         slot = candidate
-        slot.sessions += 1; server.sessions.add(ws)
-        avatar = await server.avatar(name, slot)
-        engine = avatar.engine
-        lookahead = (engine.timing.future_samples/SAMPLE_RATE + engine.encoder.lookahead_s)*1000
-        await ws.send(json.dumps({"type": "ready", "v": PROTOCOL_VERSION, "avatar": name, "sample_rate": SAMPLE_RATE,
-                                  "fps": FPS, "width": engine.size, "height": engine.size, "format": "jpeg",
-                                  "max_unacked": server.config.max_unacked, "lookahead_ms": round(lookahead, 1),
-                                  "gaussians": engine.budget.drawn, "synthetic": True}))
-        session = Session(ws, avatar.worker, server.config.limits, on_frame=server.metrics.latency.observe)
+        if slot is not None: slot.sessions += 1
+        server.sessions.add(ws)
+        ready = {"type": "ready", "v": PROTOCOL_VERSION, "avatar": name, "sample_rate": SAMPLE_RATE, "fps": FPS,
+                 "outputs": hello["outputs"], "synthetic": True}
+        workers = []
+        if renders:
+            avatar = await server.avatar(name, slot)
+            engine = avatar.engine
+            lookahead = (engine.timing.future_samples/SAMPLE_RATE + engine.encoder.lookahead_s)*1000
+            ready.update(width=engine.size, height=engine.size, format="jpeg", max_unacked=server.config.max_unacked,
+                         lookahead_ms=round(lookahead, 1), gaussians=engine.budget.drawn)
+            workers.append(avatar.worker)
+        if "blendshapes" in hello["outputs"]:
+            blendshapes = await server.blendshape_worker()
+            from being_nb.serve.blendshapes import Fanout
+            workers.append(blendshapes)
+            if not renders: ready["lookahead_ms"] = round(blendshapes.lookahead_s*1000, 1)
+        await ws.send(json.dumps(ready))
+        session = Session(ws, workers[0] if len(workers) == 1 else Fanout(*workers), server.config.limits,
+                          on_frame=server.metrics.latency.observe)
+        session.renders = renders                          # a blendshape-only session's `ended` comes from its worker
         session.outbox.on_drop = server.metrics.dropped.labels("window").inc
         await session.run()
     except ProtocolError as e: await _refuse(ws, e.code, e.message, e.close or 1008)
@@ -241,7 +268,8 @@ async def _connection(server:AvatarServer, ws):
         await _refuse(ws, "avatar", "the avatar could not be loaded", 1011)
     except ConnectionClosed: pass                       # the client left (before its hello, or mid-session)
     finally:
-        if slot is not None: slot.sessions -= 1; server.sessions.discard(ws)
+        if slot is not None: slot.sessions -= 1
+        server.sessions.discard(ws)
 
 # %% ../../nbs/37_serve_server.ipynb #357663d0
 async def start(server:AvatarServer) -> AvatarServer:
@@ -265,6 +293,7 @@ async def stop(server:AvatarServer):
         await server.server.wait_closed()
     for s in server.slots:
         for a in s.avatars.values(): a.worker.close()
+    if server.blendshapes is not None: server.blendshapes.close()
 
 # %% ../../nbs/37_serve_server.ipynb #5a65c989
 @contextmanager

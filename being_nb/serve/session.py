@@ -31,7 +31,8 @@ class Outbox:
     def __init__(self, max_unacked:int):
         self.max_unacked, self.sent, self.acked = max_unacked, 0, 0
         self.waiting: deque = deque()           # (message, is_frame), in order
-        self.dropped = 0
+        self.dropped = 0                        # frames dropped: for the window, and by interrupts
+        self.window_dropped = 0                 # of them, for the window (the client is told: it cannot see them)
         self.on_drop = None                     # called with the number of frames each time some are dropped
         self.changed = asyncio.Event()
 
@@ -47,7 +48,7 @@ class Outbox:
             for m, f in self.waiting:
                 if f and n < excess: n += 1
                 else: kept.append((m, f))
-            self.waiting, self.dropped = kept, self.dropped + n
+            self.waiting, self.dropped, self.window_dropped = kept, self.dropped + n, self.window_dropped + n
             if self.on_drop is not None: self.on_drop(n)
         self.changed.set()
 
@@ -61,9 +62,9 @@ class Outbox:
         if isinstance(seq, int) and self.acked < seq <= self.sent: self.acked = seq; self.changed.set()
 
     def clear(self):
-        "Drop the frames not sent yet (interrupt)."
+        "Drop every message not sent yet (interrupt: the old utterance's frames and texts, its `ended` included)."
         self.dropped += sum(f for _, f in self.waiting)
-        self.waiting = deque((m, f) for m, f in self.waiting if not f)
+        self.waiting = deque()
 
     def next(self):
         "The next message to send now, or None (nothing waiting, or a frame and the window is full)."
@@ -106,6 +107,8 @@ class Session:
         self.failure: BaseException|None = None
         self.began = self.last_message = time.monotonic()
         self.accepted = 0                                  # samples taken in (gaps filled with silence included)
+        self.renders = True                                # frames are rendered for it (False: blendshapes only)
+        self.told_window = (0, 0.0)                        # (window drops, when) of the last `dropped` message about them
 
     def client_now(self) -> int:
         "The client's current sample index, estimated from the last audio that arrived."
@@ -191,6 +194,14 @@ class Session:
                 return await self.ws.close(1000, reason)
             u = self.utterance
             if u is not None and time.monotonic() - u.last_audio > self.limits.idle_after: self._end()
+            self._tell_window_drops()
+
+    def _tell_window_drops(self, every:float=1.0):
+        "Frames dropped because the client's window was full never reach it: say how many, at most once `every` s."
+        n, at = self.told_window
+        if self.outbox.window_dropped > n and time.monotonic() - at >= every:
+            self.told_window = (self.outbox.window_dropped, time.monotonic())
+            self.outbox.put(json.dumps({"type": "dropped", "reason": "window", "frames": self.outbox.window_dropped}), frame=False)
 
     async def _send(self):
         while True:

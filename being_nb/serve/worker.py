@@ -319,7 +319,7 @@ def _plan(w:AvatarWorker, now:float) -> tuple[list, int]:
             items.append((st.client, FrameJob(st.client, st.epoch, IDLE, pts, st.step, w.silent, now, now)))
             st.step, st.last_pts, st.last_frame = st.step + 1, pts, now
         if st.shed > st.told[0] and now - st.told[1] >= DROPPED_EVERY:
-            items.append((st.client, Text(st.epoch, json.dumps({"type": "dropped", "frames": st.shed}))))
+            items.append((st.client, Text(st.epoch, json.dumps({"type": "dropped", "reason": "shed", "frames": st.shed}))))
             st.told = (st.shed, now)
     n = sum(isinstance(j, FrameJob) for _, j in items)
     for _ in range(CATCH_UP - 1):                                 # catch-up rounds, while the tick has room
