@@ -274,7 +274,9 @@ def _blendshapes_args(p):
                    help="send OSC bundles (UDP, port 9000 by default): /being/frame, /being/blendshapes (52 floats), "
                         "/being/blendshape/<name>")
     p.add_argument("--subject", default="being", help="the Live Link subject name (default: being)")
-    p.add_argument("--realtime", action="store_true", help="send each frame at its time (default: as fast as possible)")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
+                   help="send each frame to --livelink/--osc at its time, as a live face would (default; --no-realtime: "
+                        "all at once, for a receiver that records)")
     p.add_argument("--prior", help="a prior written by `being pretrain` (default: $BEING_PRIOR, the cache, the shipped one)")
     p.add_argument("--timing", choices=("centred", "streaming"), default="centred",
                    help="which shipped prior: centred hears 240 ms ahead (files; default), streaming 80 ms (live)")

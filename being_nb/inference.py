@@ -156,6 +156,8 @@ class Engine:
         self.speech = torch.as_tensor(SPEECH_INDEX, device=self.device)          # the prior's columns the avatar takes
         total = len(self.model.head["means"]) + len(self.model.mouth["means"])
         self.budget = GaussianBudget(total, total, 1.0)
+        if gaussians is not None and gaussians <= 0:
+            raise BeingError(f"a Gaussian budget must be positive, not {gaussians}", fix="pass --gaussians 0 to draw them all")
         if gaussians is not None and gaussians < total:
             from being_nb.model import keep_gaussians
             self.model, share = keep_gaussians(self.model, self.contributions(), gaussians)
@@ -165,13 +167,15 @@ class Engine:
 
     def contributions(self, views:int=16) -> tuple[torch.Tensor, torch.Tensor]:
         """What each head and mouth Gaussian draws (`model.contributions`) in `views` training frames spread over the
-        clip, each speaking its own audio, at the engine's size."""
-        from being_nb.media import read_audio
+        clip, each speaking its own audio (the features it was trained on, as prepared), at the engine's size."""
         from being_nb.model import contributions
-        samples = read_audio(self.avatar.audio)
+        path = self.avatar.feature_path(self.model.config.features)
+        if path.exists(): features = np.load(path)
+        else:                                                    # prepared with another encoder: hear its audio again
+            from being_nb.media import read_audio
+            features = self.features(read_audio(self.avatar.audio))
         pick = np.unique(np.linspace(0, len(self.replay) - 1, views).round().astype(int))
-        frames = self.replay.index[pick]
-        inputs = self.inputs(self.features(samples), frames, max(1, round(len(samples)*FPS/SAMPLE_RATE)))
+        inputs = self.inputs(features, self.replay.index[pick], len(features)//2)
         if self.prior is not None:
             with torch.no_grad(): inputs = self.prior(inputs)[:, self.speech]
         pick = torch.as_tensor(pick, device=self.device)
@@ -216,8 +220,9 @@ class Engine:
 
     def track_inputs(self, weights:np.ndarray) -> tuple[torch.Tensor|None, torch.Tensor]:
         """What ARKit weights [T, 52] (25 fps) drive: (jaw and mouth shapes [T, 27] for a blendshape-driven avatar, else
-        None; upper-face expression [T, E]). The weights are read in the avatar's own range: jawOpen 0.3 in the
-        track opens the mouth as far as jawOpen 0.3 did in the avatar's clip."""
+        None; upper-face expression [T, E]). The jaw and mouth weights are read in the avatar's own range (jawOpen 0.3 in
+        the track opens the mouth as far as jawOpen 0.3 did in its clip); the eyes and brows are taken as they are, as in
+        training. The track is not smoothed (training smoothed the clip's own shapes over a frame or two)."""
         from being_nb.face import ARKIT_BLENDSHAPES
         from being_nb.motion import pick_expression
         weights = np.asarray(weights, np.float32)
@@ -260,8 +265,8 @@ def track_at_fps(path) -> np.ndarray:
     times, weights = read_blendshapes(path)
     if len(times) < 2 or np.any(np.diff(times) <= 0):
         raise BeingError("a blendshape track needs at least two frames with increasing timestamps", path,
-                         fix="write it with `being blendshapes`, or export it from Live Link Face as CSV")
-    grid = np.arange(int(np.floor((times[-1] - times[0])*FPS)) + 1)/FPS + times[0]
+                         fix="write it with `being blendshapes` (JSON lines, or CSV with a timestamp column and Apple's 52 names)")
+    grid = np.arange(int(np.floor((times[-1] - times[0])*FPS + 1e-6)) + 1)/FPS + times[0]   # timestamps are rounded
     return np.stack([np.interp(grid, times, weights[:, j]) for j in range(weights.shape[1])], 1).astype(np.float32)
 
 def generate(name:str, audio, output, root=None, device=None, audio_encoder=None, audio_track:int|None=None,
@@ -278,7 +283,11 @@ def generate(name:str, audio, output, root=None, device=None, audio_encoder=None
     track = track_at_fps(blendshapes) if blendshapes is not None else None
     samples = (None if audio is None else read_audio(audio, track=audio_track) if isinstance(audio, (str, Path))
                else np.asarray(audio, np.float32))
+    if audio_track is not None and audio is None: raise BeingError("--audio-track picks a track of --audio, and there is none")
     engine = Engine(name, root, device, audio_encoder, size=size)
+    if samples is None and engine.prior is None:        # before any frame is written
+        raise BeingError("this avatar's mouth is driven by speech: a blendshape track alone moves its eyes and brows only",
+                         engine.avatar.path, fix="pass the speech too (--audio), or train it with --prior to puppeteer the mouth")
     n = max(1, round(len(samples)*FPS/SAMPLE_RATE)) if samples is not None else len(track)
     old = sigterm_as_interrupt()                          # `kill` cleans up like Ctrl-C: no temporary file left behind
     try: return write_video(output, engine.frames(samples, track), audio=samples, total=n,

@@ -371,7 +371,8 @@ def export_prior(prior:SpeechPrior, path, format:str="onnx") -> Path:
     `onnx` extra (`pip install being_nb[onnx]`); a missing package is a `BeingError` saying so."""
     import json
     if format not in EXPORT_FORMATS: raise BeingError(f"unknown export format {format!r}", fix=f"use one of {', '.join(EXPORT_FORMATS)}")
-    step = PriorStep(prior.float().cpu()).eval()
+    import copy
+    step = PriorStep(copy.deepcopy(prior).float().cpu()).eval()         # the caller's prior stays where it was
     example = torch.zeros(2, prior.config.window, prior.config.feature_dim)
     meta = export_metadata(prior)
     with atomic_path(path) as tmp:
@@ -379,6 +380,10 @@ def export_prior(prior:SpeechPrior, path, format:str="onnx") -> Path:
             with torch.no_grad(): traced = torch.jit.trace(step, example)
             torch.jit.save(traced, str(tmp), _extra_files={"being_nb.json": json.dumps(meta)})
         else:
+            from packaging.version import Version
+            if Version(torch.__version__.split("+")[0]) < Version("2.5"):
+                raise BeingError(f"ONNX export needs torch 2.5 or newer (its dynamo exporter); this is {torch.__version__}",
+                                 fix="upgrade torch, or export --format torchscript")
             try: import onnx, onnxscript  # noqa: F401  (torch.onnx.export needs both)
             except ImportError as e:
                 raise BeingError(f"ONNX export needs the onnx extra ({e.name} is missing)",

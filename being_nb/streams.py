@@ -83,18 +83,24 @@ def parse_livelink(packet:bytes) -> LiveLinkFrame:
 
 # %% ../nbs/38_streams.ipynb #6130b9cd
 def parse_target(spec:str, default_port:int, option:str) -> tuple[str, int]:
-    "(host, port) of `HOST:PORT` or `HOST` (then `default_port`); `BeingError` naming `option` if it is not one."
-    host, _, port = spec.rpartition(":") if ":" in spec else (spec, "", str(default_port))
+    "(host, port) of `HOST:PORT`, `HOST`, `[IPv6]:PORT` or a bare IPv6 address (then `default_port`); else `BeingError`."
+    if spec.startswith("[") and "]" in spec:                      # [::1]:9000 or [::1]
+        host, _, rest = spec[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else str(default_port) if not rest else "?"
+    elif spec.count(":") > 1: host, port = spec, str(default_port)   # a bare IPv6 address has no port
+    else: host, _, port = spec.rpartition(":") if ":" in spec else (spec, "", str(default_port))
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise BeingError(f"{option} takes HOST or HOST:PORT (like 127.0.0.1:{default_port}), not {spec!r}")
-    return host.strip("[]"), int(port)
+    return host, int(port)
 
 # %% ../nbs/38_streams.ipynb #5737af16
 class LiveLinkSender:
     "Sends ARKit weights to Unreal Engine's Live Link (the Live Link Face source) as the iPhone app does."
     def __init__(self, host:str, port:int=LIVELINK_PORT, subject:str="being", fps:float=FPS):
-        self.address, self.subject, self.fps = (host, port), subject, fps
-        self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self.subject, self.fps = subject, fps
+        try: family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]   # may be IPv6 only
+        except OSError as e: raise BeingError(f"cannot find the Live Link host {host!r} ({e})", fix="check the address") from None
+        self.socket, self.address = socket.socket(family, socket.SOCK_DGRAM), address
 
     def send(self, weights:np.ndarray, frame:int):
         "Frame `frame` (at the sender's fps) with `weights` [52]."

@@ -1,4 +1,4 @@
-"""ARKit weights on the WebSocket: the speech prior on each session's audio, in step with the frames or instead of them, so one server streams blendshapes to hundreds of clients.
+"""ARKit weights on the WebSocket: the speech prior on each session's audio, beside the frames or instead of them (a blendshape-only session renders nothing).
 
 Docs: https://being-nb.github.io/being_nb/serve_blendshapes.html.md"""
 
@@ -92,7 +92,7 @@ class BlendshapeWorker:
             st.seq += 1
             out.append(Text(st.epoch, json.dumps({"type": "blendshapes", "seq": st.seq, "frame": st.frames,
                                                   "pts": st.start + st.frames*FRAME_SAMPLES,
-                                                  "weights": [round(float(v), 4) for v in w]})))
+                                                  "weights": [round(float(v), 4) for v in w]}), overtake=True))
             st.frames += 1
         self.frames_sent += len(out)
         return out

@@ -141,6 +141,8 @@ class AvatarServer:
     "The live avatar server: `await start(server)`, then `await stop(server)`."
     def __init__(self, config:ServeConfig|None=None, **overrides):
         self.config = replace(config or ServeConfig(), **overrides)
+        if self.config.gaussians is not None and self.config.gaussians < 0:
+            raise BeingError(f"--gaussians must be 0 (draw all) or a positive budget, not {self.config.gaussians}")
         self.root = avatars_root(self.config.root)
         self.slots = [Slot(i, d) for i, d in enumerate(parse_devices(self.config.device))]
         self.metrics = Metrics()

@@ -31,6 +31,8 @@ class Outbox:
     def __init__(self, max_unacked:int):
         self.max_unacked, self.sent, self.acked = max_unacked, 0, 0
         self.waiting: deque = deque()           # (message, is_frame), in order
+        self.frames_waiting = 0                 # how many of them are frames
+        self.express: deque = deque()           # texts that go before anything waiting (blendshapes)
         self.dropped = 0                        # frames dropped: for the window, and by interrupts
         self.window_dropped = 0                 # of them, for the window (the client is told: it cannot see them)
         self.on_drop = None                     # called with the number of frames each time some are dropped
@@ -39,23 +41,28 @@ class Outbox:
     @property
     def in_flight(self) -> int: return self.sent - self.acked
 
-    def put(self, message, frame:bool=True):
-        "Queue a message; frames beyond what the window can take are dropped, oldest first (never text)."
+    def put(self, message, frame:bool=True, overtake:bool=False):
+        """Queue a message; frames beyond what the window can take are dropped, oldest first (never text). A text that
+        may `overtake` goes before everything waiting: a full window holds frames back, never it."""
+        if overtake:
+            self.express.append(message); self.changed.set(); return
         self.waiting.append((message, frame))
-        excess = sum(f for _, f in self.waiting) - max(1, self.max_unacked - self.in_flight)
+        self.frames_waiting += frame
+        excess = self.frames_waiting - max(1, self.max_unacked - self.in_flight)
         if excess > 0:
             kept, n = deque(), 0
             for m, f in self.waiting:
                 if f and n < excess: n += 1
                 else: kept.append((m, f))
             self.waiting, self.dropped, self.window_dropped = kept, self.dropped + n, self.window_dropped + n
+            self.frames_waiting -= n
             if self.on_drop is not None: self.on_drop(n)
         self.changed.set()
 
     @property
     def stalled(self) -> bool:
         "The window is full and a newer frame already waits: rendering more for this client is wasted."
-        return self.in_flight >= self.max_unacked and any(f for _, f in self.waiting)
+        return self.in_flight >= self.max_unacked and self.frames_waiting > 0
 
     def ack(self, seq:int):
         "The client has every frame up to `seq`."
@@ -63,17 +70,18 @@ class Outbox:
 
     def clear(self):
         "Drop every message not sent yet (interrupt: the old utterance's frames and texts, its `ended` included)."
-        self.dropped += sum(f for _, f in self.waiting)
-        self.waiting = deque()
+        self.dropped += self.frames_waiting
+        self.waiting, self.express, self.frames_waiting = deque(), deque(), 0
 
     def next(self):
         "The next message to send now, or None (nothing waiting, or a frame and the window is full)."
+        if self.express: return self.express.popleft()
         if not self.waiting: return None
         message, frame = self.waiting[0]
         if frame and self.in_flight >= self.max_unacked: return None
         self.waiting.popleft()
         if frame:                           # frames are numbered as sent, so acks count what the client has
-            self.sent += 1
+            self.sent += 1; self.frames_waiting -= 1
             message = bytearray(message); struct.pack_into("<I", message, FRAME_SEQ_OFFSET, self.sent)
         return message
 
@@ -124,7 +132,7 @@ class Session:
             elif isinstance(item, Frame):
                 self.outbox.put(item.message)
                 if self.on_frame is not None and item.flags == SPEAKING: self.on_frame(time.monotonic() - item.since)
-            elif isinstance(item, Text): self.outbox.put(item.text, frame=False)
+            elif isinstance(item, Text): self.outbox.put(item.text, frame=False, overtake=item.overtake)
         self.paused = self.outbox.stalled
 
     # ---- the client's messages ----
@@ -171,6 +179,7 @@ class Session:
         self.utterance = None
         self.epoch += 1
         self.outbox.clear()
+        self.told_window = (0, 0.0)                       # a window-drop notice cleared with the queue is told again
         self.worker.post(Reset(self, self.epoch))
 
     # ---- I/O ----

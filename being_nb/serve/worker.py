@@ -97,9 +97,10 @@ class Frame:
 
 @dataclass(frozen=True)
 class Text:
-    "A text message for a session, sent after the frames before it."
+    "A text message for a session, sent after the frames before it (`overtake`: as soon as possible, even before them)."
     epoch: int
     text: str
+    overtake: bool = False
 
 @dataclass(frozen=True)
 class Failure:
