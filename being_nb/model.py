@@ -209,14 +209,13 @@ def contributions(model:AvatarModel,
 
 # %% ../nbs/24_model.ipynb #b0d9e105
 def keep_gaussians(model:AvatarModel, weights:tuple[torch.Tensor, torch.Tensor], n:int) -> tuple[AvatarModel, float]:
-    """A frozen copy of `model` with `n` Gaussians: the whole mouth interior (few, and drawn only when the mouth opens,
-    which few of the measured frames may show) and the head Gaussians of largest `weights` (`contributions`' head
-    weights) in the rest; and the share of the drawing they keep (0-1). Inference only: no gradients."""
+    """A frozen copy of `model` with only the `n` Gaussians of largest `weights` (`contributions`' head and mouth), and
+    the share of the drawing they keep (0-1). Inference only: the copy's parameters need no gradients."""
     head_w, mouth_w = weights
     if n <= 0: raise ValueError(f"a Gaussian budget must be positive, not {n}")
-    order = torch.argsort(head_w, descending=True)[:max(1, n - len(mouth_w))]
-    share = float((head_w[order].sum() + mouth_w.sum())/(head_w.sum() + mouth_w.sum()).clamp(min=1e-12))
-    kept_head, kept_mouth = order.sort().values, torch.arange(len(mouth_w), device=mouth_w.device)
+    order = torch.argsort(torch.cat([head_w, mouth_w]), descending=True)[:n]
+    share = float(torch.cat([head_w, mouth_w])[order].sum()/torch.cat([head_w, mouth_w]).sum().clamp(min=1e-12))
+    kept_head, kept_mouth = order[order < len(head_w)].sort().values, (order[order >= len(head_w)] - len(head_w)).sort().values
     def subset(params, index):
         return torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach()[index].clone(), requires_grad=False)
                                        for k, v in params.items()})

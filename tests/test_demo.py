@@ -141,7 +141,8 @@ def test_served_word_opens_the_mouth_on_time(demo, word):
             rx.join(5)
     finally:
         proc.send_signal(signal.SIGINT); proc.wait(30)
-    engine = Engine("sample", root, "cpu")
+    from being_nb.core import CPU_GAUSSIANS
+    engine = Engine("sample", root, "cpu", gaussians=CPU_GAUSSIANS)      # what `being serve` draws on a CPU
     def silent(seq):
         image = engine.render([seq - 1], torch.from_numpy(engine.silent_inputs(1))).numpy()[0]
         return decode_jpeg(encode_jpeg(image, 85)).astype(np.float32)       # through the server's JPEG
