@@ -118,7 +118,9 @@ def test_4k_is_decoded_one_frame_at_a_time(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     peak_mb = int(r.stdout.split()[-1])/1024
     frame_mb = 3840*2160*3/2**20
-    assert peak_mb < 1500, f"peak {peak_mb:.0f} MB for 80 frames of {frame_mb:.0f} MB each"
+    # one frame at a time peaks at 0.85 GB in a warm checkout and up to 1.54 GB in a fresh clone's CI run; holding the 80
+    # frames would add 80 x 24 MB = 1.9 GB on top: 2 GB tells the two apart with room on both sides
+    assert peak_mb < 2000, f"peak {peak_mb:.0f} MB for 80 frames of {frame_mb:.0f} MB each"
 
 def test_one_writer_at_a_time(tmp_path):
     "Two `prepare` runs of one name seconds apart: the first died with a false 'no usable face', blaming the clip."
