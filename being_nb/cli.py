@@ -285,6 +285,7 @@ def _blendshapes_args(p):
          "Live Link Face packets for Unreal Engine, OSC.", _blendshapes_args)
 def cmd_blendshapes(args):
     from being_nb.blendshapes import speech_track, write_blendshapes
+    from being_nb.core import FPS, SAMPLE_RATE
     from being_nb.streams import LIVELINK_PORT, OSC_PORT, LiveLinkSender, OscSender, parse_target, send_blendshapes
     if not (args.output or args.livelink or args.osc):
         raise BeingError("nothing to do", fix="pass --output FILE, --livelink HOST[:PORT] or --osc HOST:PORT")
@@ -293,11 +294,11 @@ def cmd_blendshapes(args):
     samples, weights, source = speech_track(args.audio, args.prior, args.timing, args.device)
     if args.output:
         path = write_blendshapes(args.output, weights, args.fps)
-        print(f"wrote {round(len(weights)*args.fps/25)} frames ({len(samples)/16000:.2f} s at {args.fps:g} fps) to {path}; "
+        print(f"wrote {round(len(weights)*args.fps/FPS)} frames ({len(samples)/SAMPLE_RATE:.2f} s at {args.fps:g} fps) to {path}; "
               f"prior: {source}")
     if senders:
         where = ", ".join([f"Live Link {t}" for t in args.livelink] + [f"OSC {t}" for t in args.osc])
-        print(f"sending {len(samples)/16000:.2f} s at {args.fps:g} fps to {where}" + (" in real time" if args.realtime else ""),
+        print(f"sending {len(samples)/SAMPLE_RATE:.2f} s at {args.fps:g} fps to {where}" + (" in real time" if args.realtime else ""),
               flush=True)
         try: n = send_blendshapes(weights, senders, realtime=args.realtime)
         finally:

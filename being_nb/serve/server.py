@@ -260,8 +260,7 @@ async def _connection(server:AvatarServer, ws):
             if not renders: ready["lookahead_ms"] = round(blendshapes.lookahead_s*1000, 1)
         await ws.send(json.dumps(ready))
         session = Session(ws, workers[0] if len(workers) == 1 else Fanout(*workers), server.config.limits,
-                          on_frame=server.metrics.latency.observe)
-        session.renders = renders                          # a blendshape-only session's `ended` comes from its worker
+                          on_frame=server.metrics.latency.observe, renders=renders)
         session.outbox.on_drop = server.metrics.dropped.labels("window").inc
         await session.run()
     except ProtocolError as e: await _refuse(ws, e.code, e.message, e.close or 1008)

@@ -104,7 +104,8 @@ class Utterance:
 class Session:
     "One client's stream on the event loop: audio in, frames out."
     def __init__(self, websocket, worker:AvatarWorker, limits:SessionLimits=SessionLimits(),
-                 on_frame=None):               # called with each speech frame's server latency (s) as it is queued to send
+                 on_frame=None,                # called with each speech frame's server latency (s) as it is queued to send
+                 renders:bool=True):           # frames are rendered for it (False: blendshapes only; their worker says `ended`)
         self.ws, self.worker, self.limits, self.on_frame = websocket, worker, limits, on_frame
         self.loop = asyncio.get_running_loop()
         self.outbox = Outbox(limits.max_unacked)
@@ -115,7 +116,7 @@ class Session:
         self.failure: BaseException|None = None
         self.began = self.last_message = time.monotonic()
         self.accepted = 0                                  # samples taken in (gaps filled with silence included)
-        self.renders = True                                # frames are rendered for it (False: blendshapes only)
+        self.renders = renders
         self.told_window = (0, 0.0)                        # (window drops, when) of the last `dropped` message about them
 
     def client_now(self) -> int:
