@@ -17,12 +17,13 @@ from tqdm.auto import tqdm
 from . import __version__
 
 # %% auto #0
-__all__ = ['FPS', 'SAMPLE_RATE', 'FEATURE_RATE', 'DEFAULT_SIZE', 'CPU_GAUSSIANS', 'STALE_TEMP_S', 'FACE_LANDMARKER',
-           'AUDIO_ENCODER_ENV', 'BeingError', 'avatars_root', 'cache_dir', 'check_avatar_name', 'atomic_path',
-           'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'sweep_stale_temporaries', 'atomic_dir',
-           'file_digest', 'tree_digest', 'software_versions', 'Manifest', 'AvatarDir', 'split_frames', 'get_device',
-           'training_threads', 'set_training_threads', 'set_quiet', 'progress', 'set_verbose', 'native_logs_silenced',
-           'sigterm_as_interrupt', 'truncate_log', 'prefetch', 'ordered_map', 'Asset', 'locate_asset', 'find_asset']
+__all__ = ['FPS', 'SAMPLE_RATE', 'FEATURE_RATE', 'DEFAULT_SIZE', 'CPU_GAUSSIANS', 'STALE_TEMP_S', 'TERM_GRACE_S',
+           'FACE_LANDMARKER', 'AUDIO_ENCODER_ENV', 'BeingError', 'avatars_root', 'cache_dir', 'check_avatar_name',
+           'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'sweep_stale_temporaries',
+           'atomic_dir', 'file_digest', 'tree_digest', 'software_versions', 'Manifest', 'AvatarDir', 'split_frames',
+           'get_device', 'training_threads', 'set_training_threads', 'set_quiet', 'progress', 'set_verbose',
+           'native_logs_silenced', 'sigterm_as_interrupt', 'truncate_log', 'prefetch', 'ordered_map', 'Asset',
+           'locate_asset', 'find_asset']
 
 # %% ../nbs/00_core.ipynb #dd84e3cd
 class BeingError(Exception):
@@ -80,12 +81,15 @@ def _umask() -> int:
     return mask
 _UMASK = _umask()    # mkstemp/mkdtemp create private (0600/0700) entries; outputs get the usual permissions
 
+_WRITING: set = set()   # temporaries of `atomic_path` now open: a forced exit (`sigterm_as_interrupt`) removes them
+
 @contextlib.contextmanager
 def atomic_path(path) -> Iterator[Path]:
     "Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(path)
+    _WRITING.add(tmp)
     try:
         yield tmp
         _fsync(tmp)
@@ -93,6 +97,7 @@ def atomic_path(path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        _WRITING.discard(tmp)
 
 def atomic_write_bytes(path, data:bytes):
     "Write `data` to `path` atomically."
@@ -356,13 +361,35 @@ def native_logs_silenced():
             sys.stderr = python_stderr
 
 # %% ../nbs/00_core.ipynb #06ab8474
-def sigterm_as_interrupt():
-    "Make SIGTERM raise `KeyboardInterrupt` (main thread only); returns the previous handler, or None."
+TERM_GRACE_S = 15.0     # s clean-up may take after SIGTERM before the process is ended regardless
+
+def sigterm_as_interrupt(grace:float=TERM_GRACE_S):
+    """Make SIGTERM raise `KeyboardInterrupt` (main thread only), so `kill` cleans up like Ctrl-C; returns the previous
+    handler, or None. Clean-up that hangs (a library stuck in its own shutdown) cannot keep the process alive: `grace` s
+    after the first SIGTERM, or at a second one, the temporaries `atomic_path` has open are removed and the process
+    exits with status 143 (128 + SIGTERM) at once, without further clean-up."""
     import signal
     if threading.current_thread() is not threading.main_thread(): return None
-    def handler(signum, frame): raise KeyboardInterrupt
+    def force_exit():
+        for tmp in list(_WRITING): tmp.unlink(missing_ok=True)
+        print("being: clean-up after SIGTERM did not finish; exiting now", file=sys.stderr, flush=True)
+        os._exit(128 + signal.SIGTERM)
+    def handler(signum, frame):
+        if handler.terminating: force_exit()
+        handler.terminating = True
+        _daemon_timer(grace, force_exit)
+        raise KeyboardInterrupt
+    handler.terminating = False
     return signal.signal(signal.SIGTERM, handler)
 
+def _daemon_timer(seconds:float, fn):
+    "Call `fn` in `seconds` s on a daemon thread (it never keeps the process alive)."
+    t = threading.Timer(seconds, fn)
+    t.daemon = True
+    t.start()
+
+
+# %% ../nbs/00_core.ipynb #ad4847ec
 def truncate_log(path:Path, step:int):
     "Keep only the JSON lines of `path` whose `step` is at most `step` (atomically; no file: nothing to do)."
     path = Path(path)
