@@ -151,7 +151,10 @@ class Engine:
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
         self.silence = self.encoder(np.zeros(SAMPLE_RATE, np.float32))[FPS]      # one feature frame of silence
         self.condition = condition
-        if condition: self.speech_level = _own_speech_level(self.avatar)
+        if condition:
+            from being_nb.audio import load_vad
+            load_vad()        # now, not at the first frame: and a SIGTERM during TorchScript's load could be swallowed
+            self.speech_level = _own_speech_level(self.avatar)
         shape = (len(SPEECH_INDEX),) if self.prior is not None else (2*NEIGHBOURS + 1, WINDOW, len(self.silence))
         self.speech = torch.as_tensor(SPEECH_INDEX, device=self.device)          # the prior's columns the avatar takes
         total = len(self.model.head["means"]) + len(self.model.mouth["means"])

@@ -119,9 +119,10 @@ def client_group(url, audio, barrier, results, k):
     for c in clients: c.join(len(audio)/16000 + 300)
     for c in clients: results.put(c.stats())
 
-def start_server(root, device, max_sessions, jpeg="auto", tick_ms=None, gaussians=None):
+def start_server(root, device, max_sessions, jpeg="auto", tick_ms=None, gaussians=None, switch_interval=None):
     "`being serve` in a subprocess, admission off (the benchmark sets the load), on a free port."
-    code = ("from being_nb.serve.server import ServeConfig, serve; "
+    code = ((f"import sys; sys.setswitchinterval({switch_interval}); " if switch_interval else "") +
+            "from being_nb.serve.server import ServeConfig, serve; "
             f"serve(ServeConfig(root={str(root)!r}, port=0, device={device!r}, max_sessions={max_sessions}, "
             f"jpeg={jpeg!r}, admission=False, gaussians={gaussians!r}" + (f", tick={tick_ms/1000}" if tick_ms else "") + "))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -137,7 +138,8 @@ def metrics(port) -> dict:
     out = {}
     for f in text_string_to_metric_families(text):
         for s in f.samples:
-            key = s.name + ("{" + s.labels["reason"] + "}" if "reason" in s.labels else "")
+            label = s.labels.get("reason") or s.labels.get("phase")
+            key = s.name + ("{" + label + "}" if label else "")
             out[key] = out.get(key, 0.0) + s.value
     return out
 
@@ -145,10 +147,11 @@ def health(port):
     import urllib.request
     return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10))
 
-def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_process=8, tick_ms=None, gaussians=None):
+def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_process=8, tick_ms=None, gaussians=None,
+              switch_interval=None):
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
-    proc, port = start_server(root, device, max(counts) + 1, jpeg, tick_ms, gaussians)
+    proc, port = start_server(root, device, max(counts) + 1, jpeg, tick_ms, gaussians, switch_interval)
     results = []
     try:
         for n in counts:
@@ -165,7 +168,7 @@ def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_proce
             lat = np.concatenate([s["lat"] for s in st]) if any(len(s["lat"]) for s in st) else np.array([np.nan])
             # frames per second of audio each client got: all of them at 25 fps means the server kept up
             fps = [25*s["speaking_frames"]/max(1, s["expected"]) for s in st]
-            row = {"sessions": n, "tick_ms": tick_ms or 20, "jpeg": health(port)["devices"][0]["avatars"].get(name, {}).get("jpeg"),
+            row = {"sessions": n, "tick_ms": tick_ms or 20, "switch_interval_s": switch_interval or sys.getswitchinterval(), "jpeg": health(port)["devices"][0]["avatars"].get(name, {}).get("jpeg"),
                    "min_client_fps": round(min(fps), 2), "mean_client_fps": round(float(np.mean(fps)), 2),
                    "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
                    "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
@@ -173,6 +176,8 @@ def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_proce
                    "frames_dropped_window": int(delta("being_frames_dropped_total{window}")),
                    "mean_render_batch": round(delta("being_render_batch_frames_sum")/max(1, delta("being_render_batch_frames_count")), 2),
                    "tick_ms_mean": round(1000*delta("being_tick_seconds_sum")/max(1, delta("being_tick_seconds_count")), 2),
+                   **{f"tick_{ph}_ms_mean": round(1000*delta(f"being_tick_phase_seconds_total{{{ph}}}")/max(1, delta("being_tick_seconds_count")), 2)
+                      for ph in ("speech", "render", "other")},
                    "errors": [s["error"] for s in st if s["error"]][:3], "lookahead_ms": st[0]["lookahead_ms"]}
             print(json.dumps(row), flush=True)
             results.append(row)
@@ -193,6 +198,7 @@ if __name__ == "__main__":
     ap.add_argument("--skip-speed", action="store_true", help="streaming only")
     ap.add_argument("--tick-ms", type=float, help="the server's render tick (default: its own, 20 ms)")
     ap.add_argument("--gaussians", type=int, help="the server's Gaussian budget (default: its own: all on CUDA, CPU_GAUSSIANS on a CPU; 0: all)")
+    ap.add_argument("--switch-interval", default="", help="comma-separated: the server's sys.setswitchinterval (s), a streaming run for each")
     args = ap.parse_args()
     engine = Engine(args.name, args.root, args.device)
     machine = torch.cuda.get_device_name() if engine.device.type == "cuda" else f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
@@ -211,9 +217,10 @@ if __name__ == "__main__":
     report["serve_gaussians"] = args.gaussians if args.gaussians is not None else "server default"
     report["streaming"] = []
     for jpeg in args.jpeg.split(","):
+      for interval in [float(x) for x in args.switch_interval.split(",") if x] or [None]:
         report["streaming"] += streaming(args.root, args.name, args.serve_device or args.device,
                                          [int(n) for n in args.sessions.split(",")], args.seconds, audio, jpeg,
-                                         tick_ms=args.tick_ms, gaussians=args.gaussians)
+                                         tick_ms=args.tick_ms, gaussians=args.gaussians, switch_interval=interval)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1))          # what is measured so far survives a time-out
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -90,6 +90,9 @@ class Metrics:
         self.tick = Histogram("being_tick_seconds", "Work per render tick", ["device"],
                               buckets=(.002, .005, .01, .02, .03, .04, .06, .1, .2, .5, 1), registry=r)
         self.busy = Gauge("being_device_busy_ratio", "Tick work / tick period", ["device"], registry=r)
+        self.phases = Counter("being_tick_phase_seconds", "Tick work by phase: speech (the sessions' audio through their "
+                              "speech fronts), render (rendering and JPEG), other (planning, hand-off)",
+                              ["device", "phase"], registry=r)
         self.memory = Gauge("being_gpu_memory_bytes", "GPU memory allocated by PyTorch", ["device"], registry=r)
         self.dropped.labels("shed"); self.dropped.labels("window")      # both series from the start, at 0
 
@@ -100,6 +103,9 @@ class Metrics:
         if report.shed: self.dropped.labels("shed").inc(report.shed)
         for b in report.batches: self.batch.labels(device).observe(b)
         self.tick.labels(device).observe(report.seconds)
+        self.phases.labels(device, "speech").inc(report.speech)
+        self.phases.labels(device, "render").inc(report.render)
+        self.phases.labels(device, "other").inc(max(0.0, report.seconds - report.speech - report.render))
 
     def text(self) -> tuple[bytes, str]:
         "The metrics in the Prometheus text format, and its content type."

@@ -151,6 +151,9 @@ class TickReport:
     batches: tuple                      # render-call sizes
     seconds: float                      # work time: commands, render, JPEG hand-off
     period: float                       # the tick period
+    speech: float = 0.0                 # of the work, the commands: the sessions' audio through their speech fronts
+    render: float = 0.0                 # of the work, rendering and JPEG encoding (the device's work and its launches)
+
 
 # %% ../../nbs/34_serve_worker.ipynb #42cd6373
 class CpuJpeg:
@@ -171,7 +174,9 @@ class GpuJpeg:
         self.quality, self.nvjpeg = quality, nvjpeg
     def encode(self, images:torch.Tensor) -> list:
         out = self.nvjpeg(list(images.permute(0, 3, 1, 2).contiguous()), quality=self.quality)
-        return [bytes(j.cpu().numpy()) for j in out]
+        sizes, data = [len(j) for j in out], torch.cat(out).cpu().numpy().tobytes()   # one copy, not one per frame
+        ends = np.cumsum(sizes)
+        return [data[e - n:e] for e, n in zip(ends, sizes)]
     def close(self): pass
 
 def jpeg_encoder(device, kind:str="auto", quality:int=85):
@@ -386,7 +391,9 @@ def _commands(w:AvatarWorker):
 def _tick(w:AvatarWorker):
     t0 = time.monotonic()
     _commands(w)
+    t1 = time.monotonic()
     items, shed = _plan(w, t0)
+    t2 = time.monotonic()
     frames = [j for _, j in items if isinstance(j, FrameJob)]
     results, batches = {}, []
     for i in range(0, len(frames), w.engine.batch):
@@ -397,6 +404,7 @@ def _tick(w:AvatarWorker):
             results.update({id(f): e for f, e in zip(part, encoded)})
         except Exception as e: results.update({id(f): e for f in part})
         batches.append(len(part))
+    t3 = time.monotonic()
     w.rendered.put([(c, (j, results[id(j)]) if isinstance(j, FrameJob) else j) for c, j in items])
     seconds = time.monotonic() - t0
     w.frames_rendered += len(frames); w.render_calls += len(batches); w.frames_shed += shed; w.ticks += 1
@@ -404,7 +412,7 @@ def _tick(w:AvatarWorker):
     if frames: w.frame_cost += (seconds/len(frames) - w.frame_cost)*(0.2 if w.frame_cost else 1.0)
     if w.on_tick is not None:
         w.on_tick(TickReport(len(w.streams), len(frames), sum(f.flags == IDLE for f in frames), shed,
-                             tuple(batches), seconds, w.tick))
+                             tuple(batches), seconds, w.tick, t1 - t0, t3 - t2))
 
 # %% ../../nbs/34_serve_worker.ipynb #c990fbb5
 def _deliver_loop(w:AvatarWorker):
@@ -420,6 +428,14 @@ def _deliver_loop(w:AvatarWorker):
                     item = Frame(job.epoch, job.flags, pack_frame(job.flags, 0, job.pts, size, size, jpeg), job.since)
                 except Exception as e: item = Failure(job.epoch, e)
             by_client.setdefault(client, []).append(item)
-        for client, items in by_client.items():
-            try: client.loop.call_soon_threadsafe(client.deliver, items)
+        by_loop = {}                                   # one wake-up of each event loop per tick, not one per session
+        for client, items in by_client.items(): by_loop.setdefault(client.loop, []).append((client, items))
+        for loop, deliveries in by_loop.items():
+            try: loop.call_soon_threadsafe(_deliver_all, deliveries)
             except RuntimeError: pass                  # its event loop has closed: the server is gone
+
+def _deliver_all(deliveries:list):
+    "On an event loop: hand each session its items (one session's failure is its own)."
+    for client, items in deliveries:
+        try: client.deliver(items)
+        except Exception as e: print(f"being serve: delivering to a session failed: {e!r}", file=sys.stderr, flush=True)
