@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The lent-GPU side of bench/serve.md (issue 13). `start` (first call): install the carried wheels (.whl), copy the
-# code and the prepared avatars in .carry/serve to /tmp (the working tree is laid anew at every call), and launch
-# `run` in the background: compile gsplat, then for each avatar train it with the CUDA defaults and run
-# bench/serve_bench.py (1-96 sessions; nvJPEG when torchvision works here, then the CPU pool). `collect [N]`
-# (later calls): wait up to N x 5 s, then copy the results and logs into $OUT.
+# The lent-GPU side of bench/serve.md (issue 13). `start` (first call): install the carried wheels (.whl) and packages
+# (.carry/pkgs), copy the code and the prepared avatars in .carry/serve to /tmp (the working tree is laid anew at every
+# call), and launch `run` in the background: compile gsplat, train every avatar in $NAMES at once with the CUDA
+# defaults (one GPU; each run alone leaves it mostly idle), then run bench/serve_bench.py on each (sessions $SESSIONS,
+# the server's GIL switch intervals $SWITCH, ServeConfig variants $VARIANTS; $SPEED empty: streaming only). `collect [N]` (later calls): wait up to N x 5 s, then copy the results and
+# logs into $OUT.
 set -u
 W=/tmp/w; mkdir -p $W
 export PYTHONPATH=/tmp/site:$W/code:$W/code/.carry/pkgs BEING_QUIET=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
@@ -15,7 +16,8 @@ start)
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   python3 -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__)"
   python3 -c "import torchvision; print('torchvision', torchvision.__version__)" || echo "no torchvision"
-  setsid nohup env ITER=${ITER:-10000} SESSIONS=${SESSIONS:-1,16,32,48,64,96} TICK40=${TICK40:-} bash $W/code/bench/device_serve.sh run > $W/log.txt 2>&1 < /dev/null &
+  setsid nohup env ITER=${ITER:-10000} NAMES="${NAMES:-obama woman8}" SESSIONS="${SESSIONS:-1,16,32,48,64,96}" \
+      SWITCH="${SWITCH:-}" VARIANTS="${VARIANTS:-[{}]}" SPEED="${SPEED:-}" bash $W/code/bench/device_serve.sh run > $W/log.txt 2>&1 < /dev/null &
   echo "started: $(ls $W/av | paste -sd ' ')" ;;
 run)
   cd $W/code
@@ -23,24 +25,24 @@ run)
 gsplat.rasterization(m, torch.tensor([[1., 0, 0, 0]], **d), torch.full((1, 3), .1, **d), torch.ones(1, **d),
   torch.ones(1, 3, **d), torch.eye(4, **d)[None], torch.tensor([[[99., 0, 32], [0, 99, 32], [0, 0, 1]]], **d), 64, 64)
 print('gsplat compiled')"
-  for name in ${NAMES:-obama}; do
-    t0=$SECONDS
+  t0=$SECONDS
+  for name in $NAMES; do
     python3 -c "
 from being_nb.train import train
-t = train('$name', root='$W/av', device='cuda', encoder='mel', iterations=${ITER:-10000})
-print('trained $name', t.step_count, 'steps')" || continue
-    echo "train $name: $((SECONDS - t0)) s"
+t = train('$name', root='$W/av', device='cuda', encoder='mel', iterations=$ITER, threads=6)
+print('trained $name', t.step_count, 'steps')" > $W/train_$name.log 2>&1 &
+  done
+  wait
+  echo "train ($NAMES, at once): $((SECONDS - t0)) s"
+  for name in $NAMES; do
+    tail -n 3 $W/train_$name.log
     cp $W/av/$name/model/config.json $W/out/${name}_config.json; cp $W/av/$name/model/metrics.json $W/out/${name}_metrics.json 2>/dev/null
-    python3 bench/serve_bench.py $W/av $name $W/out/serve_gpu_$name.json --device cuda --sessions ${SESSIONS:-1,16,32,48,64,96} \
-        --seconds 8 --batches 1,16,64 --jpeg auto
-    [ -n "${TICK40:-}" ] && python3 bench/serve_bench.py $W/av $name $W/out/serve_gpu_${name}_tick40.json --device cuda \
-        --sessions 1,32,64 --seconds 8 --jpeg auto --tick-ms 40 --skip-speed
-    python3 bench/serve_bench.py $W/av $name $W/out/serve_gpu_${name}_cpujpeg.json --device cuda --sessions 32,64 \
-        --seconds 8 --jpeg cpu --skip-speed
+    python3 bench/serve_bench.py $W/av $name $W/out/serve_gpu_$name.json --device cuda --sessions $SESSIONS \
+        --seconds 8 --batches 1,16,64 --jpeg auto --switch-interval "$SWITCH" --variants "$VARIANTS" ${SPEED:---skip-speed}
   done
   echo "ALL DONE" ;;
 collect)
-  for i in $(seq 1 ${2:-110}); do cp $W/log.txt $OUT/; grep -q "ALL DONE" $W/log.txt && break; sleep 5; done
+  for i in $(seq 1 ${2:-110}); do cp $W/log.txt $OUT/; cp $W/out/* $OUT/ 2>/dev/null; grep -q "ALL DONE" $W/log.txt && break; sleep 5; done
   tail -n 60 $W/log.txt
   cp $W/out/* $OUT/ 2>/dev/null; cp $W/log.txt $OUT/
   ls -la $OUT ;;

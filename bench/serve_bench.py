@@ -119,12 +119,13 @@ def client_group(url, audio, barrier, results, k):
     for c in clients: c.join(len(audio)/16000 + 300)
     for c in clients: results.put(c.stats())
 
-def start_server(root, device, max_sessions, jpeg="auto", tick_ms=None, gaussians=None, switch_interval=None):
-    "`being serve` in a subprocess, admission off (the benchmark sets the load), on a free port."
+def start_server(root, device, max_sessions, jpeg="auto", tick_ms=None, gaussians=None, switch_interval=None, variant=None):
+    "`being serve` in a subprocess, admission off (the benchmark sets the load), on a free port; `variant`: more ServeConfig fields."
     code = ((f"import sys; sys.setswitchinterval({switch_interval}); " if switch_interval else "") +
             "from being_nb.serve.server import ServeConfig, serve; "
             f"serve(ServeConfig(root={str(root)!r}, port=0, device={device!r}, max_sessions={max_sessions}, "
-            f"jpeg={jpeg!r}, admission=False, gaussians={gaussians!r}" + (f", tick={tick_ms/1000}" if tick_ms else "") + "))")
+            f"jpeg={jpeg!r}, admission=False, gaussians={gaussians!r}" + (f", tick={tick_ms/1000}" if tick_ms else "") +
+            "".join(f", {k}={v!r}" for k, v in (variant or {}).items()) + "))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     port = int(re.search(r":(\d+)/", line).group(1))
@@ -138,20 +139,41 @@ def metrics(port) -> dict:
     out = {}
     for f in text_string_to_metric_families(text):
         for s in f.samples:
-            label = s.labels.get("reason") or s.labels.get("phase")
+            label = s.labels.get("reason") or s.labels.get("phase") or s.labels.get("le")
             key = s.name + ("{" + label + "}" if label else "")
             out[key] = out.get(key, 0.0) + s.value
     return out
+
+def thread_cpu(pid) -> dict:
+    "CPU seconds of each thread of process `pid` so far: {thread id: s}."
+    out, tick = {}, os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[int(tid)] = (int(fields[11]) + int(fields[12]))/tick
+        except (FileNotFoundError, ProcessLookupError): pass
+    return out
+
+def histogram_quantile(after, before, name, q) -> float:
+    "The `q` quantile (s) of a Prometheus histogram's observations between two `metrics` snapshots (bucket upper bound)."
+    prefix = name + "_bucket{"
+    buckets = sorted((float(k[len(prefix):-1]), after[k] - before.get(k, 0)) for k in after
+                     if k.startswith(prefix) and k[len(prefix):-1] != "+Inf")
+    total = after.get(name + "_count", 0) - before.get(name + "_count", 0)
+    for le, n in buckets:
+        if total and n >= q*total: return le
+    return float("inf")
 
 def health(port):
     import urllib.request
     return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10))
 
 def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_process=8, tick_ms=None, gaussians=None,
-              switch_interval=None):
+              switch_interval=None, variant=None):
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
-    proc, port = start_server(root, device, max(counts) + 1, jpeg, tick_ms, gaussians, switch_interval)
+    proc, port = start_server(root, device, max(counts) + 1, jpeg, tick_ms, gaussians, switch_interval, variant)
     results = []
     try:
         for n in counts:
@@ -160,15 +182,23 @@ def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_proce
             groups = [min(per_process, n - i) for i in range(0, n, per_process)]
             procs = [ctx.Process(target=client_group, args=(f"ws://127.0.0.1:{port}/ws/{name}", audio[:int(seconds*16000)],
                                                             barrier, queue, k)) for k in groups]
+            cpu0, t0 = thread_cpu(proc.pid), time.monotonic()
             for p in procs: p.start()
             st = [queue.get(timeout=seconds + 400) for _ in range(n)]
+            cpu1, wall = thread_cpu(proc.pid), time.monotonic() - t0
+            busy = sorted(((cpu1[t] - cpu0.get(t, 0))/wall, t == proc.pid) for t in cpu1)[::-1]
             for p in procs: p.join(30)
             after = metrics(port)
             delta = lambda k: after.get(k, 0) - before.get(k, 0)
             lat = np.concatenate([s["lat"] for s in st]) if any(len(s["lat"]) for s in st) else np.array([np.nan])
             # frames per second of audio each client got: all of them at 25 fps means the server kept up
             fps = [25*s["speaking_frames"]/max(1, s["expected"]) for s in st]
-            row = {"sessions": n, "tick_ms": tick_ms or 20, "switch_interval_s": switch_interval or sys.getswitchinterval(), "jpeg": health(port)["devices"][0]["avatars"].get(name, {}).get("jpeg"),
+            row = {"sessions": n, "tick_ms": tick_ms or 20, "switch_interval_s": switch_interval or sys.getswitchinterval(),
+                   "variant": variant or {},
+                   "server_latency_ms_p95_bucket": round(1000*histogram_quantile(after, before, "being_frame_latency_seconds", 0.95), 1),
+                   "loop_thread_cpu": round(next((b for b, main in busy if main), 0.0), 2),
+                   "busiest_threads_cpu": [round(b, 2) for b, _ in busy[:4]],
+                   "server_cpu_cores": round(sum(b for b, _ in busy), 2), "jpeg": health(port)["devices"][0]["avatars"].get(name, {}).get("jpeg"),
                    "min_client_fps": round(min(fps), 2), "mean_client_fps": round(float(np.mean(fps)), 2),
                    "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
                    "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
@@ -199,6 +229,7 @@ if __name__ == "__main__":
     ap.add_argument("--tick-ms", type=float, help="the server's render tick (default: its own, 20 ms)")
     ap.add_argument("--gaussians", type=int, help="the server's Gaussian budget (default: its own: all on CUDA, CPU_GAUSSIANS on a CPU; 0: all)")
     ap.add_argument("--switch-interval", default="", help="comma-separated: the server's sys.setswitchinterval (s), a streaming run for each")
+    ap.add_argument("--variants", default="[{}]", help='JSON list of ServeConfig fields, a streaming run for each, e.g. [{"loop": "asyncio"}, {"loop": "uvloop"}]')
     args = ap.parse_args()
     engine = Engine(args.name, args.root, args.device)
     machine = torch.cuda.get_device_name() if engine.device.type == "cuda" else f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
@@ -218,9 +249,13 @@ if __name__ == "__main__":
     report["streaming"] = []
     for jpeg in args.jpeg.split(","):
       for interval in [float(x) for x in args.switch_interval.split(",") if x] or [None]:
-        report["streaming"] += streaming(args.root, args.name, args.serve_device or args.device,
-                                         [int(n) for n in args.sessions.split(",")], args.seconds, audio, jpeg,
-                                         tick_ms=args.tick_ms, gaussians=args.gaussians, switch_interval=interval)
+        for variant in json.loads(args.variants):
+          report["streaming"] += streaming(args.root, args.name, args.serve_device or args.device,
+                                           [int(n) for n in args.sessions.split(",")], args.seconds, audio, jpeg,
+                                           tick_ms=args.tick_ms, gaussians=args.gaussians, switch_interval=interval,
+                                           variant=variant)
+          Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+          Path(args.out).write_text(json.dumps(report, indent=1))          # what is measured so far survives a time-out
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1))          # what is measured so far survives a time-out
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
