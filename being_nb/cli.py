@@ -355,9 +355,6 @@ def _serve_args(p):
     p.add_argument("--gaussians", type=int, help=f"draw at most this many Gaussians a frame, those drawing most (default: all "
                    f"on CUDA, {CPU_GAUSSIANS:,} on a CPU, where drawing is the bottleneck; 0: all)")
     p.add_argument("--audio-encoder", help="the speech encoder the avatars were prepared with (default: found as `being prepare` finds it)")
-    p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
-                   help="the event loop (default auto: uvloop where it is installed, else asyncio's)")
-    p.add_argument("--threads", type=int, help="PyTorch CPU threads (default: 2 when every device is CUDA, else PyTorch's own)")
 
 @command("serve", "Serve live avatars over WebSocket, with a browser client at http://HOST:PORT/. --device takes "
          "several devices (cuda:0,cuda:1) or all.", _serve_args)
@@ -372,7 +369,7 @@ def cmd_serve(args):
                       device=args.device, max_sessions=args.max_sessions, admission=args.admission,
                       capacity=args.capacity, size=args.size, gaussians=args.gaussians, shed_after=args.shed_after_ms/1000,
                       max_unacked=args.max_unacked, jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
-                      idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder, loop=args.loop, threads=args.threads))
+                      idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder))
 
 # %% ../nbs/90_cli.ipynb #e4119186
 DEMO_SENTENCE = "Hello! I am a talking head made by being underscore n b. I never recorded this sentence."

@@ -16,8 +16,9 @@ start)
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   python3 -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__)"
   python3 -c "import torchvision; print('torchvision', torchvision.__version__)" || echo "no torchvision"
+  [ -n "${VARIANTS:-}" ] || VARIANTS='[{}]'        # (not a ${VARIANTS:-...} default: its braces end the expansion)
   setsid nohup env ITER=${ITER:-10000} NAMES="${NAMES:-obama woman8}" SESSIONS="${SESSIONS:-1,16,32,48,64,96}" \
-      SWITCH="${SWITCH:-}" VARIANTS="${VARIANTS:-[{}]}" SPEED="${SPEED:-}" bash $W/code/bench/device_serve.sh run > $W/log.txt 2>&1 < /dev/null &
+      SWITCH="${SWITCH:-}" VARIANTS="$VARIANTS" SPEED="${SPEED:-}" bash $W/code/bench/device_serve.sh run > $W/log.txt 2>&1 < /dev/null &
   echo "started: $(ls $W/av | paste -sd ' ')" ;;
 run)
   cd $W/code

@@ -25,8 +25,8 @@ from .session import Session, SessionLimits
 from .worker import MAX_BATCH, SHED_AFTER, TICK, AvatarWorker, TickReport
 
 # %% auto #0
-__all__ = ['UNMEASURED_SESSIONS', 'ServeConfig', 'event_loop_factory', 'parse_devices', 'Metrics', 'LoadedAvatar', 'Slot',
-           'AvatarServer', 'start', 'stop', 'running_server', 'serve']
+__all__ = ['UNMEASURED_SESSIONS', 'ServeConfig', 'parse_devices', 'Metrics', 'LoadedAvatar', 'Slot', 'AvatarServer', 'start',
+           'stop', 'running_server', 'serve']
 
 # %% ../../nbs/37_serve_server.ipynb #128ba22a
 @dataclass
@@ -53,27 +53,9 @@ class ServeConfig:
     idle_timeout: float = 60.0      # s without a message that close a session
     hello_timeout: float = 10.0     # s a new connection has to say hello
     audio_encoder: str|None = None  # the speech encoder the avatars were prepared with (default: found as prepare finds it)
-    loop: str = "auto"              # the event loop: "auto" (uvloop where it is installed, else asyncio's), "uvloop", "asyncio"
-    threads: int|None = None        # PyTorch CPU threads (default: 2 when every device is CUDA, where the CPU only runs
-                                    # voice activity and features and the cores are better left to the sockets; else PyTorch's)
 
     @property
     def limits(self) -> SessionLimits: return SessionLimits(self.max_unacked, self.idle_after, self.idle_timeout)
-
-# %% ../../nbs/37_serve_server.ipynb #f6b511ce
-def event_loop_factory(kind:str="auto"):
-    """A function making the server's event loop: `kind` "uvloop" (libuv's loop, whose sockets and transports are
-    written in C: the server's event loop carries every session's messages), "asyncio" (the standard one), or "auto"
-    (uvloop where it is installed, as uvicorn does). `BeingError` for "uvloop" without it, or another name."""
-    if kind not in ("auto", "uvloop", "asyncio"):
-        raise BeingError(f"--loop must be auto, uvloop or asyncio, not {kind!r}")
-    if kind != "asyncio":
-        try:
-            import uvloop
-            return uvloop.new_event_loop
-        except ImportError:
-            if kind == "uvloop": raise BeingError("--loop uvloop needs uvloop", fix="pip install uvloop (Linux and macOS), or pass --loop asyncio") from None
-    return asyncio.new_event_loop
 
 # %% ../../nbs/37_serve_server.ipynb #1bb87730
 def parse_devices(spec:str|None) -> list[torch.device]:
@@ -304,8 +286,6 @@ async def start(server:AvatarServer) -> AvatarServer:
     if c.host not in LOOPBACK and not c.token:
         raise BeingError(f"listening on {c.host} without a token would let anyone who can reach it drive the avatars",
                          fix="pass --token-file FILE (or set $BEING_TOKEN), or listen on 127.0.0.1")
-    threads = c.threads or (2 if all(s.device.type == "cuda" for s in server.slots) else None)
-    if threads: torch.set_num_threads(threads)
     server.server = await serve(lambda ws: _connection(server, ws), c.host, c.port, process_request=server.routes,
                                 compression=None, max_size=MAX_MESSAGE, max_queue=32, write_limit=256*1024,
                                 server_header="being_nb", close_timeout=2)   # no versions; a client that does not read
@@ -326,8 +306,8 @@ async def stop(server:AvatarServer):
 @contextmanager
 def running_server(config:ServeConfig|None=None, **overrides):
     "Start an `AvatarServer` on 127.0.0.1 (a free port unless one is given) in a background thread; yields it; stops it after."
+    loop = asyncio.new_event_loop()
     server = AvatarServer(config, **{"host": "127.0.0.1", "port": 0, **overrides})
-    loop = event_loop_factory(server.config.loop)()
     thread = threading.Thread(target=loop.run_forever, name="being-serve", daemon=True)
     thread.start()
     try:
@@ -341,19 +321,17 @@ def running_server(config:ServeConfig|None=None, **overrides):
 def serve(config:ServeConfig|None=None, **overrides):
     "Run the server until interrupted (a second Ctrl-C exits at once). Beyond loopback, a token is required."
     import os, signal
-    server = AvatarServer(config, **overrides)
     async def main():
-        await start(server)
+        server = await start(AvatarServer(config, **overrides))
         c = server.config
         avatars = ", ".join(a["name"] + (" (broken)" if "broken" in a else "") for a in trained_avatars(server.root))
-        loop = asyncio.get_running_loop()
         print(f"being serve: http://{c.host}:{server.port}/  (avatars: {avatars or 'none yet'}; "
-              f"devices: {', '.join(str(s.device) for s in server.slots)}; event loop: {type(loop).__module__.split('.')[0]})",
-              flush=True)
+              f"devices: {', '.join(str(s.device) for s in server.slots)})", flush=True)
         stop_now = asyncio.Event()
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM): loop.add_signal_handler(sig, stop_now.set)
         await stop_now.wait()
         print("being serve: shutting down (Ctrl-C again to exit at once)", flush=True)
         for sig in (signal.SIGINT, signal.SIGTERM): loop.add_signal_handler(sig, lambda: os._exit(130))
         await stop(server)
-    with asyncio.Runner(loop_factory=event_loop_factory(server.config.loop)) as runner: runner.run(main())
+    asyncio.run(main())
