@@ -234,20 +234,34 @@ def _drive_args(p, what):
     p.add_argument("--size", type=int, help="render at this side in px (default: the training size; the prepared "
                    "frames set the sharpest background)")
     p.add_argument("--audio-encoder", help="the speech encoder the avatar was prepared with (default: found as `being prepare` finds it)")
+    g = p.add_argument_group("controls (what replaces the clip's replay above the mouth)")
+    g.add_argument("--expression", metavar="NAME=W,...|KEYS.json", help="ARKit weights 0-1, e.g. browInnerUp=0.4,eyeWideLeft=0.3, "
+                   'or a JSON list of keyframes [{"time": 0, "browInnerUp": 0}, ...]; mouth names need an avatar trained with --prior')
+    g.add_argument("--emotion", metavar="NAME[:INTENSITY]", help="neutral, happy, sad, surprised or angry, intensity 0-1 (default 1)")
+    g.add_argument("--blink-rate", type=float, metavar="PER_MIN", help="blinks a minute (default: the clip's own blinks)")
+    g.add_argument("--pose", choices=("replay", "still", "nod"), help="head motion: the clip's (default), its most typical pose held, or nodding")
+    for angle in ("yaw", "pitch", "roll"):
+        g.add_argument(f"--{angle}", type=float, default=0.0, metavar="DEG", help=f"degrees added to the head's {angle} (at most 45)")
+
+def _controls(args):
+    "The controls the command line asks for (None: none)."
+    from being_nb.controls import controls_from
+    c = controls_from(args.expression, args.emotion, args.blink_rate, args.pose, args.yaw, args.pitch, args.roll)
+    return None if c.idle else c
 
 @command("generate", "Make an mp4 of a trained avatar saying an audio file, or moved by a blendshape track, or both.",
          lambda p: _drive_args(p, "audio"))
 def cmd_generate(args):
     from being_nb.inference import generate
     out = generate(args.name, args.audio, args.output, args.root, args.device, args.audio_encoder,
-                   audio_track=args.audio_track, size=args.size, blendshapes=args.blendshapes)
+                   audio_track=args.audio_track, size=args.size, blendshapes=args.blendshapes, controls=_controls(args))
     print(f"wrote {out}")
 
 @command("speak", "Make an mp4 of a trained avatar saying a text (offline speech synthesis).", lambda p: _drive_args(p, "text"))
 def cmd_speak(args):
     from being_nb.inference import speak
     out = speak(args.name, args.text, args.output, lang=args.lang, root=args.root, device=args.device,
-                audio_encoder=args.audio_encoder, size=args.size)
+                audio_encoder=args.audio_encoder, size=args.size, controls=_controls(args))
     print(f"wrote {out}")
 
 # %% ../nbs/90_cli.ipynb #b50ce9ee

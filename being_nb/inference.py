@@ -18,7 +18,8 @@ from .core import BeingError, AvatarDir, FPS, SAMPLE_RATE, get_device
 from .data import Replay
 from .model import load_model
 from .motion import NEIGHBOURS, WINDOW
-from .face import SPEECH_INDEX
+from .face import SPEECH_BLENDSHAPES, SPEECH_INDEX
+from .controls import Controls, frame_controls
 
 # %% auto #0
 __all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'padded_batch', 'DeformGraphs', 'PriorTiming', 'GaussianBudget',
@@ -208,18 +209,51 @@ class Engine:
     def render(self, steps, inputs:torch.Tensor,
                expression:torch.Tensor|None=None,    # [B, E] upper-face weights (default: the replayed frames')
                shapes:bool=False,                     # `inputs` are jaw/mouth shapes [B, 27] (`track_inputs`), not windows
+               controls:Controls|None=None,           # expression, emotion, blinks, pose (`controls`)
                ) -> torch.Tensor:
         """uint8 frames [B, H, W, 3] (on the device) for output frame counters `steps` and motion inputs: audio windows
         [B, 9, 16, D], the prior's windows, or with `shapes` a blendshape-driven avatar's jaw and mouth shapes."""
         n = len(self.replay)
-        pick = torch.tensor([replay_index(int(j), n) for j in steps], device=self.device)
+        picks = [replay_index(int(j), n) for j in steps]
+        pick = torch.tensor(picks, device=self.device)
         if expression is None: expression = self.replay.expression[pick]
         if self.prior is not None and not shapes: inputs = self.prior(inputs)[:, self.speech]   # batched with the frames
+        w2c, shown = self.replay.w2c[pick], picks
+        if controls is not None and not controls.idle:
+            fc = frame_controls(controls, np.asarray(steps), np.asarray(picks), expression, self.replay.expression, self.replay.w2c)
+            expression, shown = fc.expression, fc.pose.tolist()
+            w2c = self.replay.w2c[torch.as_tensor(fc.pose, device=self.device)]
+            if fc.turn is not None: w2c = w2c @ fc.turn
+            if fc.mouth: inputs = self._mouth_controls(inputs, fc.mouth)
         head, mouth = (self.graphs(inputs, expression) if self.graphs is not None and len(inputs) <= self.batch
                        else self.model.gaussians(inputs, expression, batched=True))
-        images = self.model.render_deformed(head, mouth, self.replay.w2c[pick], self.replay.K, self.size,
-                                            self.replay.backgrounds(pick.tolist()))
+        images = self.model.render_deformed(head, mouth, w2c, self.replay.K, self.size, self.replay.backgrounds(shown))
         return (images.clamp(0, 1)*255).round().byte()
+
+    def _mouth_controls(self, shapes:torch.Tensor, weights:dict) -> torch.Tensor:
+        """Add jaw and mouth weights to a blendshape-driven avatar's shapes (z-scores in the person's range: a weight w
+        moves a shape by w/std). An avatar driven by speech features has no such input: warned once, ignored."""
+        if self.prior is None:
+            if not getattr(self, "_warned_mouth", False):
+                import warnings
+                warnings.warn(f"{', '.join(sorted(weights))}: this avatar's mouth is driven by speech features, so mouth "
+                              "controls do nothing; train it with --prior to control the mouth", stacklevel=3)
+                self._warned_mouth = True
+            return shapes
+        std = self._person_stats().std[np.asarray(SPEECH_INDEX)]
+        delta = np.zeros((len(shapes), len(SPEECH_INDEX)), np.float32)
+        for name, w in weights.items():
+            if name in SPEECH_BLENDSHAPES: k = SPEECH_BLENDSHAPES.index(name); delta[:, k] = np.asarray(w)/std[k]
+        return shapes + torch.from_numpy(delta).to(shapes.device)
+
+    def _person_stats(self):
+        "The avatar's own blendshape range, from its tracked clip (as in training), read once."
+        if not hasattr(self, "_person"):
+            from being_nb.tracking import Track
+            from being_nb.prior import tracked_weights
+            track = Track.load(self.avatar.track)
+            self._person = tracked_weights(track.blendshapes, track.blendshape_names, track.filled)[1]
+        return self._person
 
     def track_inputs(self, weights:np.ndarray) -> tuple[torch.Tensor|None, torch.Tensor]:
         """What ARKit weights [T, 52] (25 fps) drive: (jaw and mouth shapes [T, 27] for a blendshape-driven avatar, else
@@ -231,18 +265,13 @@ class Engine:
         weights = np.asarray(weights, np.float32)
         expression = torch.from_numpy(pick_expression(weights, ARKIT_BLENDSHAPES)).to(self.device)
         if self.prior is None: return None, expression
-        if not hasattr(self, "_person"):              # the avatar's own range, from its tracked clip (as in training)
-            from being_nb.tracking import Track
-            from being_nb.prior import tracked_weights
-            track = Track.load(self.avatar.track)
-            self._person = tracked_weights(track.blendshapes, track.blendshape_names, track.filled)[1]
-        shapes = self._person.standardise(weights)[:, np.asarray(SPEECH_INDEX)]
+        shapes = self._person_stats().standardise(weights)[:, np.asarray(SPEECH_INDEX)]
         return torch.from_numpy(shapes).to(self.device), expression
 
-    def frames(self, audio:np.ndarray|None, track:np.ndarray|None=None) -> Iterator[np.ndarray]:
+    def frames(self, audio:np.ndarray|None, track:np.ndarray|None=None, controls:Controls|None=None) -> Iterator[np.ndarray]:
         """RGB uint8 frames at 25 fps, one per 40 ms of `audio` (rounded), or of `track` without audio. `track`: ARKit
         weights [T, 52] at 25 fps driving the eyes and brows (and the mouth of a blendshape-driven avatar when there
-        is no audio); past its end its last frame holds."""
+        is no audio); past its end its last frame holds. `controls` change expression, blinks and head pose."""
         if audio is None and track is None: raise ValueError("frames need audio, a blendshape track, or both")
         n = max(1, round(len(audio)*FPS/SAMPLE_RATE)) if audio is not None else len(track)
         features = self.features(audio) if audio is not None else None
@@ -254,8 +283,8 @@ class Engine:
             steps = range(start, min(start + self.batch, n))
             held = torch.as_tensor(np.minimum(np.asarray(steps), (len(track) if track is not None else n) - 1), device=self.device)
             face = expression[held] if expression is not None else None
-            if audio is not None: images = self.render(steps, self.inputs(features, steps, n), face)
-            else: images = self.render(steps, shapes[held], face, shapes=True)
+            if audio is not None: images = self.render(steps, self.inputs(features, steps, n), face, controls=controls)
+            else: images = self.render(steps, shapes[held], face, shapes=True, controls=controls)
             yield from images.cpu().numpy()
 
 
@@ -274,7 +303,8 @@ def track_at_fps(path) -> np.ndarray:
 
 def generate(name:str, audio, output, root=None, device=None, audio_encoder=None, audio_track:int|None=None,
              size:int|None=None,
-             blendshapes=None) -> Path:     # a blendshape track (.jsonl/.csv): puppeteer the face (see `Engine.frames`)
+             blendshapes=None,              # a blendshape track (.jsonl/.csv): puppeteer the face (see `Engine.frames`)
+             controls:Controls|None=None) -> Path:   # expression, emotion, blinks, head pose (`controls`)
     """Write `output` (mp4): the avatar `name` speaking `audio` (a file path, or 16 kHz mono float samples), or moved
     by the ARKit track `blendshapes` (a file), or both (mouth from the speech, eyes and brows from the track).
     `audio_track` (from 0) picks one of a file's several audio tracks (default: the one marked default); `size`
@@ -293,7 +323,7 @@ def generate(name:str, audio, output, root=None, device=None, audio_encoder=None
                          engine.avatar.path, fix="pass the speech too (--audio), or train it with --prior to puppeteer the mouth")
     n = max(1, round(len(samples)*FPS/SAMPLE_RATE)) if samples is not None else len(track)
     old = sigterm_as_interrupt()                          # `kill` cleans up like Ctrl-C: no temporary file left behind
-    try: return write_video(output, engine.frames(samples, track), audio=samples, total=n,
+    try: return write_video(output, engine.frames(samples, track, controls), audio=samples, total=n,
                             metadata={"comment": PROVENANCE, "description": PROVENANCE, "encoder": "being_nb"})
     finally:
         if old is not None:
@@ -301,7 +331,8 @@ def generate(name:str, audio, output, root=None, device=None, audio_encoder=None
             signal.signal(signal.SIGTERM, old)
 
 def speak(name:str, text:str, output, lang:str="en", voice=None, root=None, device=None, audio_encoder=None,
-          size:int|None=None) -> Path:
+          size:int|None=None, controls:Controls|None=None) -> Path:
     "Write `output` (mp4): the avatar `name` saying `text` through offline speech synthesis."
     from being_nb.tts import synthesize
-    return generate(name, synthesize(text, lang=lang, voice=voice).audio, output, root, device, audio_encoder, size=size)
+    return generate(name, synthesize(text, lang=lang, voice=voice).audio, output, root, device, audio_encoder, size=size,
+                    controls=controls)

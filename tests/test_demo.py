@@ -244,3 +244,37 @@ def test_viewer_shows_the_demo_avatar_and_orbits(demo, tmp_path):
         finally: b.close()
     finally:
         proc.send_signal(signal.SIGINT); proc.wait(30)
+
+def face_angles(images):
+    "MediaPipe's (yaw, pitch, roll) in degrees of the face in each RGB image [N, 3]."
+    import math
+    from being_nb.tracking import landmarker, _mp_image
+    out = []
+    with landmarker(video_mode=False) as lm:
+        for image in images:
+            m = np.array(lm.detect(_mp_image(np.ascontiguousarray(image))).facial_transformation_matrixes[0])
+            out.append((math.degrees(math.atan2(m[0, 2], m[2, 2])), math.degrees(math.asin(-m[1, 2])),
+                        math.degrees(math.atan2(m[1, 0], m[1, 1]))))
+    return np.array(out)
+
+def test_pose_controls_turn_the_head_as_asked(demo):
+    """`--yaw/--pitch/--roll` offsets: MediaPipe reads the rendered head turned the way asked, by at least half the angle
+    (the torso and background stay, which pulls its estimate back), the other two angles within 2 degrees; `--pose
+    still` holds the head while the replay moves it."""
+    from being_nb.controls import Controls
+    from being_nb.inference import Engine
+    engine = Engine("sample", demo[0], "cpu", size=256)
+    silence = np.zeros(25*640, np.float32)
+    render = lambda c: np.stack(list(engine.frames(silence, controls=c)))[::3]
+    base = face_angles(render(None))
+    for axis, name in enumerate(("yaw", "pitch", "roll")):
+        for sign in (1, -1):
+            turned = face_angles(render(Controls(**{name: 12.0*sign}))) - base
+            change = turned.mean(0)
+            print(name, 12*sign, "->", np.round(change, 1))
+            assert sign*change[axis] > 6, (name, sign, change)
+            assert np.all(np.abs(np.delete(change, axis)) < 2.5), (name, sign, change)
+    moving = np.abs(np.diff(base, axis=0)).sum()
+    held = np.abs(np.diff(face_angles(render(Controls(pose="still"))), axis=0)).sum()
+    print("head motion, replay vs still (sum of angle changes, degrees):", round(moving, 1), round(held, 1))
+    assert held < 0.3*moving, (moving, held)
