@@ -111,7 +111,7 @@ class Controls:
 
 # %% ../nbs/31_controls.ipynb #ba44a9a3
 def controls_from(expression=None, emotion:str|None=None, blink_rate=None, pose:str|None=None,
-                  yaw=0.0, pitch=0.0, roll=0.0, base:Controls|None=None) -> Controls:
+                  yaw=None, pitch=None, roll=None, base:Controls|None=None) -> Controls:
     """Controls from CLI-style values: `expression` a `name=w,...` string, a keyframes JSON path, or a dict; `emotion`
     `name` or `name:intensity`. Values left None keep `base`'s (a live session changes one control at a time)."""
     c = base or Controls()

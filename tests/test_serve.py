@@ -755,3 +755,25 @@ def test_blendshape_outputs(server):
         ws.send(json.dumps({"type": "hello", "v": 1, "outputs": ["video"]}))
         code, reason, texts = closed_with(ws)
     assert code == 1008 and "outputs" in reason
+
+def test_controls_turn_the_served_head_and_bad_ones_are_answered(server):
+    """A `control` message changes a live session's frames from the next one on (here the head turns 20 degrees); a bad
+    `control` or `face` is answered with an error and the session goes on; `reset` brings the replay back."""
+    from being_nb.media import decode_jpeg
+    ws, _ = session(server)
+    texts = []
+    def idle_frames(n): return [decode_jpeg(f["jpeg"]).astype(np.float32) for f in frames(ws, n, texts=texts)]
+    before = idle_frames(6)[-1]
+    ws.send(json.dumps({"type": "control", "yaw": 20, "pose": "still"}))
+    turned = idle_frames(8)[-1]
+    for bad, code in [({"type": "control", "gaze": 1}, "bad-control"), ({"type": "control", "expression": "x.json"}, "bad-control"),
+                      ({"type": "face", "blendshapes": [0.1]*3}, "bad-face")]:
+        ws.send(json.dumps(bad))
+    ws.send(json.dumps({"type": "face", "blendshapes": [0.0]*52}))
+    ws.send(json.dumps({"type": "control", "reset": True}))
+    idle_frames(8)
+    errors = [t["code"] for t in texts if t["type"] == "error"]
+    assert errors == ["bad-control", "bad-control", "bad-face"], texts
+    print("mean |difference| after the turn:", np.abs(turned - before).mean())
+    assert np.abs(turned - before).mean() > 1.0
+    ws.close()

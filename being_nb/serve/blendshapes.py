@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..motion import FRAME_SAMPLES
-from .worker import Audio, Command, End, Failure, Join, Leave, Reset, Text
+from .worker import Control, Audio, Command, End, Failure, Join, Leave, Reset, Text
 
 # %% auto #0
 __all__ = ['Fanout', 'BlendshapeStream', 'BlendshapeWorker']
@@ -72,6 +72,7 @@ class BlendshapeWorker:
             self.streams[c.client] = BlendshapeStream(c.client, self.new_stream(), c.client.renders, c.client.epoch)
             return []
         if isinstance(c, Leave): self.streams.pop(c.client, None); return []
+        if isinstance(c, Control): return []                             # controls change frames, not the weights
         st = self.streams.get(c.client)
         if st is None or c.epoch != c.client.epoch: return []          # gone, or interrupted after it was queued
         if st.epoch != c.epoch or isinstance(c, Reset):                  # an interrupt: forget the speech

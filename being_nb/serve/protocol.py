@@ -11,13 +11,16 @@ import struct
 
 import numpy as np
 
-from ..core import FPS, SAMPLE_RATE
+from ..controls import Controls, controls_from
+from ..core import BeingError, FPS, SAMPLE_RATE
+from ..face import ARKIT_BLENDSHAPES
+from ..motion import EXPRESSION_BLENDSHAPES
 
 # %% auto #0
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
            'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'MAX_BACKLOG',
-           'LOOPBACK', 'OUTPUTS', 'ProtocolError', 'close_reason', 'pack_audio', 'parse_audio', 'pack_frame',
-           'parse_frame', 'parse_text', 'check_hello', 'error_text']
+           'LOOPBACK', 'OUTPUTS', 'CONTROL_FIELDS', 'ProtocolError', 'close_reason', 'pack_audio', 'parse_audio',
+           'pack_frame', 'parse_frame', 'parse_text', 'check_hello', 'error_text', 'parse_control', 'parse_face']
 
 # %% ../../nbs/33_serve_protocol.ipynb #66b9e704
 PROTOCOL_VERSION = 1
@@ -98,3 +101,29 @@ def check_hello(message) -> dict:
 def error_text(code:str, message:str) -> str:
     "An `error` text message."
     return json.dumps({"type": "error", "code": code, "message": message})
+
+# %% ../../nbs/33_serve_protocol.ipynb #d93ba457
+CONTROL_FIELDS = ("expression", "emotion", "blink_rate", "pose", "yaw", "pitch", "roll")
+
+def parse_control(m:dict, base:Controls) -> Controls:
+    "A `control` message applied to `base` (the session's controls so far), or `ProtocolError` `bad-control`."
+    unknown = sorted(set(m) - {"type", "reset", *CONTROL_FIELDS})
+    if unknown: raise ProtocolError("bad-control", f"unknown control fields {unknown}; known: reset, {', '.join(CONTROL_FIELDS)}", close=None)
+    if "expression" in m and not isinstance(m["expression"], dict):
+        raise ProtocolError("bad-control", "expression is an object of ARKit names and weights 0-1", close=None)
+    if any(isinstance(m.get(k), bool) or not isinstance(m.get(k, 0), (int, float)) for k in ("blink_rate", "yaw", "pitch", "roll")):
+        raise ProtocolError("bad-control", "blink_rate, yaw, pitch and roll are numbers", close=None)
+    if not isinstance(m.get("emotion", ""), str) or not isinstance(m.get("pose", ""), str):
+        raise ProtocolError("bad-control", "emotion and pose are strings", close=None)
+    try:
+        return controls_from(m.get("expression"), m.get("emotion"), m.get("blink_rate"), m.get("pose"), m.get("yaw"),
+                             m.get("pitch"), m.get("roll"), base=Controls() if m.get("reset") else base)
+    except BeingError as e: raise ProtocolError("bad-control", e.message, close=None) from None
+
+def parse_face(m:dict) -> dict:
+    "The eye and brow weights {ARKit name: w} of a `face` message (52 weights 0-1 in ARKit order), or `ProtocolError` `bad-face`."
+    w = m.get("blendshapes")
+    if not (isinstance(w, list) and len(w) == len(ARKIT_BLENDSHAPES) and
+            all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in w)):
+        raise ProtocolError("bad-face", f"blendshapes must be {len(ARKIT_BLENDSHAPES)} numbers 0-1 in ARKit order", close=None)
+    return {n: float(w[ARKIT_BLENDSHAPES.index(n)]) for n in EXPRESSION_BLENDSHAPES}

@@ -11,16 +11,17 @@ import json
 import struct
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed
 
+from ..controls import Controls, Keyframes
 from ..core import FPS, SAMPLE_RATE
 from ..motion import FRAME_SAMPLES
 from .protocol import (FRAME_SEQ_OFFSET, MAX_AHEAD, SPEAKING, MAX_BACKLOG, MAX_GAP, MAX_INDEX, ProtocolError,
-                                     close_reason, error_text, parse_audio, parse_text)
-from .worker import Audio, AvatarWorker, End, Failure, Frame, Join, Leave, Reset, Text
+                                     close_reason, error_text, parse_audio, parse_control, parse_face, parse_text)
+from .worker import Audio, AvatarWorker, Control, End, Failure, Frame, Join, Leave, Reset, Text
 
 # %% auto #0
 __all__ = ['Outbox', 'SessionLimits', 'Utterance', 'Session']
@@ -118,6 +119,8 @@ class Session:
         self.accepted = 0                                  # samples taken in (gaps filled with silence included)
         self.renders = renders
         self.told_window = (0, 0.0)                        # (window drops, when) of the last `dropped` message about them
+        self.controls = Controls()                         # from `control` messages
+        self.face: dict = {}                               # the eyes and brows of the last `face` message
 
     def client_now(self) -> int:
         "The client's current sample index, estimated from the last audio that arrived."
@@ -148,7 +151,15 @@ class Session:
         if kind == "ack": self.outbox.ack(m.get("seq")); self.paused = self.outbox.stalled
         elif kind == "interrupt": self._interrupt()
         elif kind == "end": self._end()
-        else: raise ProtocolError("unknown-type", f"unknown message type {kind!r} (expected ack, interrupt or end)", close=None)
+        elif kind == "control": self.controls = parse_control(m, self.controls); self._post_controls()
+        elif kind == "face": self.face = parse_face(m); self._post_controls()
+        else: raise ProtocolError("unknown-type", f"unknown message type {kind!r} (expected ack, interrupt, end, control or face)", close=None)
+
+    def _post_controls(self):
+        "What the frames show besides speech: the controls, the live face's eyes and brows under an explicit expression."
+        c = self.controls
+        if self.face and not isinstance(c.expression, Keyframes): c = replace(c, expression={**self.face, **c.expression})
+        self.worker.post(Control(self, c))
 
     def _audio(self, index:int, samples:np.ndarray):
         if index >= MAX_INDEX: raise ProtocolError("bad-sample-index", f"sample index {index} is beyond {MAX_INDEX}")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..audio import push_many
+from ..controls import Controls
 from ..core import FPS
 from ..media import encode_jpeg
 from ..motion import FRAME_SAMPLES, NEIGHBOURS, WINDOW
@@ -29,8 +30,8 @@ from .protocol import IDLE, SPEAKING, pack_frame
 
 # %% auto #0
 __all__ = ['FRAME', 'TICK', 'MAX_BATCH', 'CATCH_UP', 'SHED_AFTER', 'BUDGET', 'STALLED_IDLE', 'DROPPED_EVERY', 'Command', 'Client',
-           'Join', 'Audio', 'End', 'Reset', 'Leave', 'Frame', 'Text', 'Failure', 'FrameJob', 'Stream', 'TickReport',
-           'CpuJpeg', 'GpuJpeg', 'jpeg_encoder', 'AvatarWorker']
+           'Join', 'Audio', 'End', 'Reset', 'Leave', 'Control', 'Frame', 'Text', 'Failure', 'FrameJob', 'Stream',
+           'TickReport', 'CpuJpeg', 'GpuJpeg', 'jpeg_encoder', 'AvatarWorker']
 
 # %% ../../nbs/34_serve_worker.ipynb #e05376cd
 FRAME = 1/FPS          # s: one video frame, the most often a session gets one
@@ -84,7 +85,13 @@ class Leave:
     "The session is over."
     client: Client
 
-Command = Join | Audio | End | Reset | Leave
+@dataclass(frozen=True)
+class Control:
+    "The session's controls (expression, emotion, blinks, pose, a live face's eyes and brows) from its next frame on."
+    client: Client
+    controls: Controls
+
+Command = Join | Audio | End | Reset | Leave | Control
 
 # %% ../../nbs/34_serve_worker.ipynb #fdc96b26
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ class FrameJob:
     inputs: np.ndarray                  # the motion-field input of one frame
     since: float                        # when its audio arrived (monotonic s): latency counts from here
     due: float = 0.0                    # when it may render: its audio is here and real time allows
+    controls: Controls|None = None      # the session's, when the frame is taken to render
 
 @dataclass
 class Stream:
@@ -139,6 +147,7 @@ class Stream:
     ticks: int = 0
     shed: int = 0                       # frames skipped to stay in real time
     told: tuple = (0, 0.0)              # (shed count, when) of the last `dropped` message
+    controls: Controls|None = None      # what its frames show besides speech (`Control`)
 
 # %% ../../nbs/34_serve_worker.ipynb #45b600fe
 @dataclass(frozen=True)
@@ -244,6 +253,9 @@ def _apply(w:AvatarWorker, c:Command):
         return
     if isinstance(c, Leave): w.streams.pop(c.client, None); return
     st = w.streams.get(c.client)
+    if isinstance(c, Control):                                  # not tied to an utterance: an interrupt keeps them
+        if st is not None: st.controls = None if c.controls.idle else c.controls
+        return
     if st is None or c.epoch != c.client.epoch: return          # gone, or interrupted after it was queued
     if st.epoch != c.epoch: _new_epoch(st, c.epoch)             # the first command after an interrupt
     if isinstance(c, Audio):
@@ -303,7 +315,7 @@ def _take(st:Stream, out:list, now:float) -> bool:
     while st.ready and isinstance(st.ready[0], Text): out.append((st.client, st.ready.popleft()))
     if not st.ready or st.ready[0].due > now: return False
     job = st.ready.popleft()
-    job.step, st.step, st.last_pts = st.step, st.step + 1, job.pts
+    job.step, st.step, st.last_pts, job.controls = st.step, st.step + 1, job.pts, st.controls
     out.append((st.client, job))
     while st.ready and isinstance(st.ready[0], Text): out.append((st.client, st.ready.popleft()))
     return True
@@ -322,7 +334,7 @@ def _plan(w:AvatarWorker, now:float) -> tuple[list, int]:
             if not paused: behind.append(st)
         elif st.start is None and not st.ready and (now - st.last_frame >= STALLED_IDLE if paused else on_grid):
             pts = max(st.client.client_now(), st.last_pts + FRAME_SAMPLES)     # not speaking: an idle frame
-            items.append((st.client, FrameJob(st.client, st.epoch, IDLE, pts, st.step, w.silent, now, now)))
+            items.append((st.client, FrameJob(st.client, st.epoch, IDLE, pts, st.step, w.silent, now, now, st.controls)))
             st.step, st.last_pts, st.last_frame = st.step + 1, pts, now
         if st.shed > st.told[0] and now - st.told[1] >= DROPPED_EVERY:
             items.append((st.client, Text(st.epoch, json.dumps({"type": "dropped", "reason": "shed", "frames": st.shed}))))
@@ -396,14 +408,17 @@ def _tick(w:AvatarWorker):
     t2 = time.monotonic()
     frames = [j for _, j in items if isinstance(j, FrameJob)]
     results, batches = {}, []
-    for i in range(0, len(frames), w.engine.batch):
-        part = frames[i:i + w.engine.batch]
-        try:
-            inputs = torch.from_numpy(np.stack([f.inputs for f in part])).to(w.engine.device)
-            encoded = w.jpeg.encode(w.engine.render([f.step for f in part], inputs))
-            results.update({id(f): e for f, e in zip(part, encoded)})
-        except Exception as e: results.update({id(f): e for f in part})
-        batches.append(len(part))
+    groups = {}                                  # one render call per set of controls (most sessions have none)
+    for f in frames: groups.setdefault(id(f.controls), []).append(f)
+    for group in groups.values():
+        for i in range(0, len(group), w.engine.batch):
+            part = group[i:i + w.engine.batch]
+            try:
+                inputs = torch.from_numpy(np.stack([f.inputs for f in part])).to(w.engine.device)
+                encoded = w.jpeg.encode(w.engine.render([f.step for f in part], inputs, controls=part[0].controls))
+                results.update({id(f): e for f, e in zip(part, encoded)})
+            except Exception as e: results.update({id(f): e for f in part})
+            batches.append(len(part))
     t3 = time.monotonic()
     w.rendered.put([(c, (j, results[id(j)]) if isinstance(j, FrameJob) else j) for c, j in items])
     seconds = time.monotonic() - t0
