@@ -209,7 +209,8 @@ class Engine:
     def render(self, steps, inputs:torch.Tensor,
                expression:torch.Tensor|None=None,    # [B, E] upper-face weights (default: the replayed frames')
                shapes:bool=False,                     # `inputs` are jaw/mouth shapes [B, 27] (`track_inputs`), not windows
-               controls:Controls|None=None,           # expression, emotion, blinks, pose (`controls`)
+               controls:Controls|list|None=None,      # expression, emotion, blinks, pose (`controls`): one for
+                                                      # the batch, or one per frame (None: the replay)
                ) -> torch.Tensor:
         """uint8 frames [B, H, W, 3] (on the device) for output frame counters `steps` and motion inputs: audio windows
         [B, 9, 16, D], the prior's windows, or with `shapes` a blendshape-driven avatar's jaw and mouth shapes."""
@@ -219,12 +220,21 @@ class Engine:
         if expression is None: expression = self.replay.expression[pick]
         if self.prior is not None and not shapes: inputs = self.prior(inputs)[:, self.speech]   # batched with the frames
         w2c, shown = self.replay.w2c[pick], picks
-        if controls is not None and not controls.idle:
-            fc = frame_controls(controls, np.asarray(steps), np.asarray(picks), expression, self.replay.expression, self.replay.w2c)
-            expression, shown = fc.expression, fc.pose.tolist()
-            w2c = self.replay.w2c[torch.as_tensor(fc.pose, device=self.device)]
-            if fc.turn is not None: w2c = w2c @ fc.turn
-            if fc.mouth: inputs = self._mouth_controls(inputs, fc.mouth)
+        per_frame = controls if isinstance(controls, list) else [controls]*len(picks)
+        groups = {}                                            # frames sharing one set of controls (a session's)
+        for k, c in enumerate(per_frame):
+            if c is not None and not c.idle: groups.setdefault(id(c), (c, []))[1].append(k)
+        if groups:
+            expression, w2c, shown = expression.clone(), w2c.clone(), list(shown)
+            for c, ks in groups.values():
+                idx = torch.as_tensor(ks, device=self.device)
+                fc = frame_controls(c, np.asarray(steps)[ks], np.asarray(picks)[ks], expression[idx], self.replay.expression,
+                                    self.replay.w2c)
+                expression[idx] = fc.expression
+                cams = self.replay.w2c[torch.as_tensor(fc.pose, device=self.device)]
+                w2c[idx] = cams @ fc.turn if fc.turn is not None else cams
+                for k, j in zip(ks, fc.pose.tolist()): shown[k] = j
+                if fc.mouth: inputs = inputs.clone(); inputs[idx] = self._mouth_controls(inputs[idx], fc.mouth)
         head, mouth = (self.graphs(inputs, expression) if self.graphs is not None and len(inputs) <= self.batch
                        else self.model.gaussians(inputs, expression, batched=True))
         images = self.model.render_deformed(head, mouth, w2c, self.replay.K, self.size, self.replay.backgrounds(shown))

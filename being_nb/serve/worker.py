@@ -408,17 +408,14 @@ def _tick(w:AvatarWorker):
     t2 = time.monotonic()
     frames = [j for _, j in items if isinstance(j, FrameJob)]
     results, batches = {}, []
-    groups = {}                                  # one render call per set of controls (most sessions have none)
-    for f in frames: groups.setdefault(id(f.controls), []).append(f)
-    for group in groups.values():
-        for i in range(0, len(group), w.engine.batch):
-            part = group[i:i + w.engine.batch]
-            try:
-                inputs = torch.from_numpy(np.stack([f.inputs for f in part])).to(w.engine.device)
-                encoded = w.jpeg.encode(w.engine.render([f.step for f in part], inputs, controls=part[0].controls))
-                results.update({id(f): e for f, e in zip(part, encoded)})
-            except Exception as e: results.update({id(f): e for f in part})
-            batches.append(len(part))
+    for i in range(0, len(frames), w.engine.batch):
+        part = frames[i:i + w.engine.batch]
+        try:                                     # each frame with its session's controls, in one render call
+            inputs = torch.from_numpy(np.stack([f.inputs for f in part])).to(w.engine.device)
+            encoded = w.jpeg.encode(w.engine.render([f.step for f in part], inputs, controls=[f.controls for f in part]))
+            results.update({id(f): e for f, e in zip(part, encoded)})
+        except Exception as e: results.update({id(f): e for f in part})
+        batches.append(len(part))
     t3 = time.monotonic()
     w.rendered.put([(c, (j, results[id(j)]) if isinstance(j, FrameJob) else j) for c, j in items])
     seconds = time.monotonic() - t0
