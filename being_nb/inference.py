@@ -154,7 +154,8 @@ class Engine:
         self.condition = condition
         if condition:
             from being_nb.audio import load_vad
-            load_vad()        # now, not at the first frame: and a SIGTERM during TorchScript's load could be swallowed
+            load_vad()        # now, not at the first frame (a SIGTERM that came inside TorchScript's loader was
+                              # swallowed, and `being generate` rendered on)
             self.speech_level = _own_speech_level(self.avatar)
         shape = (len(SPEECH_INDEX),) if self.prior is not None else (2*NEIGHBOURS + 1, WINDOW, len(self.silence))
         self.speech = torch.as_tensor(SPEECH_INDEX, device=self.device)          # the prior's columns the avatar takes
