@@ -369,6 +369,8 @@ def _serve_args(p):
     p.add_argument("--gaussians", type=int, help=f"draw at most this many Gaussians a frame, those drawing most (default: all "
                    f"on CUDA, {CPU_GAUSSIANS:,} on a CPU, where drawing is the bottleneck; 0: all)")
     p.add_argument("--audio-encoder", help="the speech encoder the avatars were prepared with (default: found as `being prepare` finds it)")
+    p.add_argument("--livelink-in", type=int, metavar="PORT", help="receive Live Link Face packets on this UDP port (the app's "
+                   "default is 11111; on --host): they drive the eyes and brows of sessions whose hello asks for \"face\": \"livelink\"")
 
 @command("serve", "Serve live avatars over WebSocket, with a browser client at http://HOST:PORT/. --device takes "
          "several devices (cuda:0,cuda:1) or all.", _serve_args)
@@ -383,7 +385,7 @@ def cmd_serve(args):
                       device=args.device, max_sessions=args.max_sessions, admission=args.admission,
                       capacity=args.capacity, size=args.size, gaussians=args.gaussians, shed_after=args.shed_after_ms/1000,
                       max_unacked=args.max_unacked, jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
-                      idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder))
+                      idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder, livelink_in=args.livelink_in))
 
 # %% ../nbs/90_cli.ipynb #e4119186
 DEMO_SENTENCE = "Hello! I am a talking head made by being underscore n b. I never recorded this sentence."

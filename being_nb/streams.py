@@ -6,6 +6,7 @@ Docs: https://being-nb.github.io/being_nb/streams.html.md"""
 
 # %% ../nbs/38_streams.ipynb #8eba9fda
 from __future__ import annotations
+import asyncio
 import socket
 import struct
 import time
@@ -18,7 +19,7 @@ from .face import ARKIT_BLENDSHAPES, N_BLENDSHAPES
 
 # %% auto #0
 __all__ = ['LIVELINK_PORT', 'OSC_PORT', 'LIVELINK_VERSION', 'POSE_CURVES', 'LIVELINK_CURVES', 'LiveLinkFrame', 'pack_livelink',
-           'parse_livelink', 'parse_target', 'LiveLinkSender', 'OscSender', 'send_blendshapes']
+           'parse_livelink', 'parse_target', 'LiveLinkSender', 'LiveLinkListener', 'OscSender', 'send_blendshapes']
 
 # %% ../nbs/38_streams.ipynb #2a04d2b6
 LIVELINK_PORT = 11111       # Live Link Face's default UDP port
@@ -109,6 +110,20 @@ class LiveLinkSender:
                            self.address)
 
     def close(self): self.socket.close()
+
+# %% ../nbs/38_streams.ipynb #33fcda9e
+class LiveLinkListener(asyncio.DatagramProtocol):
+    "Live Link Face packets in: calls `on_frame(LiveLinkFrame)` for each good one and `on_bad()` for each other; counts both."
+    def __init__(self, on_frame, on_bad=None):
+        self.on_frame, self.on_bad, self.good, self.bad = on_frame, on_bad, 0, 0
+    def datagram_received(self, data:bytes, addr):
+        try: frame = parse_livelink(data)
+        except ValueError:
+            self.bad += 1
+            if self.on_bad is not None: self.on_bad()
+            return
+        self.good += 1
+        self.on_frame(frame)
 
 # %% ../nbs/38_streams.ipynb #d785b80e
 class OscSender:

@@ -29,7 +29,7 @@ class Server:
         cmd = [shutil.which("being"), "serve", "--root", str(root), "--port", "0", "--device", "cpu", *args,
                *([] if shed else ["--shed-after-ms", "600000"])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
+        self.line = line = self.proc.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         assert m, f"no address in {line!r}: {self.proc.stderr.read() if self.proc.poll() is not None else ''}"
         self.port = int(m.group(1))
@@ -777,3 +777,59 @@ def test_controls_turn_the_served_head_and_bad_ones_are_answered(server):
     print("mean |difference| after the turn:", np.abs(turned - before).mean())
     assert np.abs(turned - before).mean() > 1.0
     ws.close()
+
+
+def test_a_live_face_drives_the_sessions_that_ask_for_it(root, server):
+    """`--livelink-in`: Live Link Face packets (from `LiveLinkSender`, the iPhone app's packet) change the frames of a
+    session whose hello asks for `"face": "livelink"`, not those of one that does not; junk packets are counted as
+    bad; a server without the input refuses such a hello (1008). Both sessions' k-th frames replay the same clip frame,
+    so before the face arrives they are equal."""
+    from being_nb.face import ARKIT_BLENDSHAPES
+    from being_nb.media import decode_jpeg
+    from being_nb.streams import LiveLinkSender
+    ws = connect(server.ws + "tiny", open_timeout=10)
+    ws.send(json.dumps({**json.loads(HELLO), "face": "livelink"}))
+    refused = json.loads(ws.recv(timeout=10))
+    assert refused["code"] == "no-livelink", refused
+    with pytest.raises(ConnectionClosed) as closed: ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1008
+    s = Server(root, "--livelink-in", "0", "--no-admission")
+    try:
+        port = int(re.search(r"UDP port (\d+)", s.line).group(1))
+        a = connect(s.ws + "tiny", open_timeout=10)
+        a.send(json.dumps({**json.loads(HELLO), "face": "livelink:phone"}))
+        assert json.loads(a.recv(timeout=60))["face"] == "livelink:phone"
+        b, _ = session(s)
+        got, stop = {a: [], b: []}, threading.Event()
+        def read(ws):
+            while not stop.is_set():
+                try: m = ws.recv(timeout=0.5)
+                except TimeoutError: continue
+                except ConnectionClosed: return
+                if isinstance(m, bytes):
+                    f = parse_frame(m); ws.send(json.dumps({"type": "ack", "seq": f["seq"]}))
+                    got[ws].append(decode_jpeg(f["jpeg"]).astype(np.int16))
+        readers = [threading.Thread(target=read, args=(w,), daemon=True) for w in (a, b)]
+        for t in readers: t.start()
+        deadline = time.time() + 30
+        while min(len(got[a]), len(got[b])) < 5 and time.time() < deadline: time.sleep(0.05)
+        sender, weights = LiveLinkSender("127.0.0.1", port, subject="phone"), np.zeros(len(ARKIT_BLENDSHAPES), np.float32)
+        for name in ("eyeBlinkLeft", "eyeBlinkRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight"):
+            weights[ARKIT_BLENDSHAPES.index(name)] = 1.0
+        sender.socket.sendto(b"not a packet", sender.address)
+        k = 0
+        while min(len(got[a]), len(got[b])) < 40 and time.time() < deadline:
+            sender.send(weights, k); k += 1; time.sleep(1/60)
+        stop.set()
+        for t in readers: t.join(5)
+        sender.close()
+        n = min(len(got[a]), len(got[b]))
+        differs = [int(np.abs(got[a][j] - got[b][j]).max() >= 2) for j in range(n)]
+        print("frames differing from the faceless session's:", differs)
+        assert n >= 40 and sum(differs[:3]) == 0 and sum(differs[-15:]) >= 8, differs
+        metrics = urllib.request.urlopen(s.http + "/metrics", timeout=5).read().decode()
+        assert re.search(r'being_livelink_packets_total\{result="bad"\} 1\.0', metrics), metrics
+        assert re.search(r'being_livelink_packets_total\{result="ok"\} [1-9]', metrics)
+        a.close(); b.close()
+    finally:
+        s.stop()

@@ -20,7 +20,8 @@ from ..motion import EXPRESSION_BLENDSHAPES
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
            'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'MAX_BACKLOG',
            'LOOPBACK', 'OUTPUTS', 'CONTROL_FIELDS', 'ProtocolError', 'close_reason', 'pack_audio', 'parse_audio',
-           'pack_frame', 'parse_frame', 'parse_text', 'check_hello', 'error_text', 'parse_control', 'parse_face']
+           'pack_frame', 'parse_frame', 'parse_text', 'check_hello', 'error_text', 'parse_control', 'parse_face',
+           'face_weights']
 
 # %% ../../nbs/33_serve_protocol.ipynb #66b9e704
 PROTOCOL_VERSION = 1
@@ -85,7 +86,9 @@ def parse_text(text:str) -> dict:
     return message
 
 def check_hello(message) -> dict:
-    "The client's first message, checked: a JSON `hello` of this protocol version with 16 kHz pcm_s16le audio."
+    """The client's first message, checked: a JSON `hello` of this protocol version with 16 kHz pcm_s16le audio; its
+    optional `face` ("livelink", or "livelink:SUBJECT" for one phone) makes the server's Live Link input drive the eyes
+    and brows."""
     if not isinstance(message, str): raise ProtocolError("no-hello", "the first message must be a JSON hello", close=1008)
     m = parse_text(message)
     if m["type"] != "hello": raise ProtocolError("no-hello", f"the first message must be hello, not {m['type']!r}", close=1008)
@@ -96,6 +99,9 @@ def check_hello(message) -> dict:
     outputs = m.get("outputs", ["frames"])
     if not (isinstance(outputs, list) and outputs and all(o in OUTPUTS for o in outputs)):
         raise ProtocolError("bad-outputs", f"outputs must be a non-empty list of {', '.join(OUTPUTS)}, not {outputs!r}", close=1008)
+    face = m.get("face")
+    if face is not None and not (isinstance(face, str) and (face == "livelink" or face.startswith("livelink:")) and len(face) <= 200):
+        raise ProtocolError("bad-face-source", f"face must be \"livelink\" or \"livelink:SUBJECT\", not {face!r}", close=1008)
     return {**m, "outputs": [o for o in OUTPUTS if o in outputs]}
 
 def error_text(code:str, message:str) -> str:
@@ -126,4 +132,8 @@ def parse_face(m:dict) -> dict:
     if not (isinstance(w, list) and len(w) == len(ARKIT_BLENDSHAPES) and
             all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in w)):
         raise ProtocolError("bad-face", f"blendshapes must be {len(ARKIT_BLENDSHAPES)} numbers 0-1 in ARKit order", close=None)
-    return {n: float(w[ARKIT_BLENDSHAPES.index(n)]) for n in EXPRESSION_BLENDSHAPES}
+    return face_weights(w)
+
+def face_weights(weights) -> dict:
+    "The eye and brow weights {ARKIT name: w} a live face drives, of its 52 ARKit weights (ARKit's order)."
+    return {n: float(weights[ARKIT_BLENDSHAPES.index(n)]) for n in EXPRESSION_BLENDSHAPES}

@@ -53,6 +53,8 @@ class ServeConfig:
     idle_timeout: float = 60.0      # s without a message that close a session
     hello_timeout: float = 10.0     # s a new connection has to say hello
     audio_encoder: str|None = None  # the speech encoder the avatars were prepared with (default: found as prepare finds it)
+    livelink_in: int|None = None    # a UDP port for Live Link Face packets (0: any free one): the eyes and brows of the
+                                    # sessions whose hello asks for `"face": "livelink"`
 
     @property
     def limits(self) -> SessionLimits: return SessionLimits(self.max_unacked, self.idle_after, self.idle_timeout)
@@ -94,6 +96,7 @@ class Metrics:
                               "speech fronts), render (rendering and JPEG), other (planning, hand-off)",
                               ["device", "phase"], registry=r)
         self.memory = Gauge("being_gpu_memory_bytes", "GPU memory allocated by PyTorch", ["device"], registry=r)
+        self.livelink = Counter("being_livelink_packets", "Live Link Face packets received", ["result"], registry=r)
         self.dropped.labels("shed"); self.dropped.labels("window")      # both series from the start, at 0
 
     def on_tick(self, device:str, report:TickReport):
@@ -158,6 +161,14 @@ class AvatarServer:
         self.server, self.port = None, None
         self.blendshapes = None                    # the `BlendshapeWorker`, started by the first session asking for them
         self.blendshapes_loading = asyncio.Lock()
+        self.faces: dict = {}                      # session -> the Live Link subject it follows ("" for any)
+        self.livelink, self.livelink_port = None, None   # the UDP transport of `--livelink-in`, and its port
+
+    def live_face(self, frame):
+        "A Live Link Face frame: to every session following its subject (on the event loop)."
+        self.metrics.livelink.labels("ok").inc()
+        for session, subject in list(self.faces.items()):
+            if subject in ("", frame.subject): session.live_face(frame.weights)
 
     def place(self, name:str) -> Slot:
         "The slot a new session of avatar `name` goes to: the fewest sessions, then one with the avatar loaded."
@@ -236,12 +247,15 @@ async def _refuse(ws, code:str, message:str, close:int):
 
 async def _connection(server:AvatarServer, ws):
     "One client: its hello, then its session."
-    slot = None
+    slot = session = None
     try:
         try: hello = check_hello(await asyncio.wait_for(ws.recv(), server.config.hello_timeout))
         except asyncio.TimeoutError: raise ProtocolError("no-hello", f"no hello within {server.config.hello_timeout:g} s", close=1008)
         name = urlsplit(ws.request.path).path[len("/ws/"):]
         renders = "frames" in hello["outputs"]
+        face = hello.get("face")
+        if face is not None and server.livelink is None:
+            raise ProtocolError("no-livelink", "this server takes no Live Link Face input: start it with --livelink-in PORT", close=1008)
         candidate = server.place(name) if renders else None      # blendshapes only: nothing is rendered
         if (refused := server.refusal(candidate)) is not None:
             server.metrics.refused.labels(refused[0]).inc()
@@ -264,9 +278,11 @@ async def _connection(server:AvatarServer, ws):
             from being_nb.serve.blendshapes import Fanout
             workers.append(blendshapes)
             if not renders: ready["lookahead_ms"] = round(blendshapes.lookahead_s*1000, 1)
+        if face is not None: ready["face"] = face
         await ws.send(json.dumps(ready))
         session = Session(ws, workers[0] if len(workers) == 1 else Fanout(*workers), server.config.limits,
                           on_frame=server.metrics.latency.observe, renders=renders)
+        if face is not None: server.faces[session] = face.partition(":")[2]
         session.outbox.on_drop = server.metrics.dropped.labels("window").inc
         await session.run()
     except ProtocolError as e: await _refuse(ws, e.code, e.message, e.close or 1008)
@@ -277,6 +293,7 @@ async def _connection(server:AvatarServer, ws):
     finally:
         if slot is not None: slot.sessions -= 1
         server.sessions.discard(ws)
+        if session is not None: server.faces.pop(session, None)
 
 # %% ../../nbs/37_serve_server.ipynb #357663d0
 async def start(server:AvatarServer) -> AvatarServer:
@@ -291,10 +308,17 @@ async def start(server:AvatarServer) -> AvatarServer:
                                 server_header="being_nb", close_timeout=2)   # no versions; a client that does not read
                                                                              # holds shutdown 2 s at most
     server.port = server.server.sockets[0].getsockname()[1]
+    if c.livelink_in is not None:
+        from being_nb.streams import LiveLinkListener
+        bad = server.metrics.livelink.labels("bad").inc
+        server.livelink, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: LiveLinkListener(server.live_face, bad), local_addr=(c.host, c.livelink_in))
+        server.livelink_port = server.livelink.get_extra_info("sockname")[1]
     return server
 
 async def stop(server:AvatarServer):
     "Close every session with 1001, then the workers."
+    if server.livelink is not None: server.livelink.close()
     if server.server is not None:
         server.server.close(code=1001, reason="server shutting down")
         await server.server.wait_closed()
@@ -326,7 +350,8 @@ def serve(config:ServeConfig|None=None, **overrides):
         c = server.config
         avatars = ", ".join(a["name"] + (" (broken)" if "broken" in a else "") for a in trained_avatars(server.root))
         print(f"being serve: http://{c.host}:{server.port}/  (avatars: {avatars or 'none yet'}; "
-              f"devices: {', '.join(str(s.device) for s in server.slots)})", flush=True)
+              f"devices: {', '.join(str(s.device) for s in server.slots)}" +
+              (f"; Live Link Face in: UDP port {server.livelink_port}" if server.livelink_port else "") + ")", flush=True)
         stop_now = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM): loop.add_signal_handler(sig, stop_now.set)

@@ -20,7 +20,7 @@ from ..controls import Controls, Keyframes
 from ..core import FPS, SAMPLE_RATE
 from ..motion import FRAME_SAMPLES
 from .protocol import (FRAME_SEQ_OFFSET, MAX_AHEAD, SPEAKING, MAX_BACKLOG, MAX_GAP, MAX_INDEX, ProtocolError,
-                                     close_reason, error_text, parse_audio, parse_control, parse_face, parse_text)
+                                     close_reason, error_text, face_weights, parse_audio, parse_control, parse_face, parse_text)
 from .worker import Audio, AvatarWorker, Control, End, Failure, Frame, Join, Leave, Reset, Text
 
 # %% auto #0
@@ -154,6 +154,13 @@ class Session:
         elif kind == "control": self.controls = parse_control(m, self.controls); self._post_controls()
         elif kind == "face": self.face = parse_face(m); self._post_controls()
         else: raise ProtocolError("unknown-type", f"unknown message type {kind!r} (expected ack, interrupt, end, control or face)", close=None)
+
+    def live_face(self, weights:np.ndarray):
+        "A live face's 52 ARKit weights (Live Link Face): its eyes and brows, at most once a frame (25 Hz)."
+        now = time.monotonic()
+        if now - getattr(self, "_face_at", 0.0) < 1/FPS: return
+        self._face_at, self.face = now, face_weights(weights)
+        self._post_controls()
 
     def _post_controls(self):
         "What the frames show besides speech: the controls, the live face's eyes and brows under an explicit expression."
