@@ -121,6 +121,7 @@ class Session:
         self.told_window = (0, 0.0)                        # (window drops, when) of the last `dropped` message about them
         self.controls = Controls()                         # from `control` messages
         self.face: dict = {}                               # the eyes and brows of the last `face` message
+        self.controls_changed = False                      # sent to the worker at the next frame (at most 25 a second)
 
     def client_now(self) -> int:
         "The client's current sample index, estimated from the last audio that arrived."
@@ -151,16 +152,14 @@ class Session:
         if kind == "ack": self.outbox.ack(m.get("seq")); self.paused = self.outbox.stalled
         elif kind == "interrupt": self._interrupt()
         elif kind == "end": self._end()
-        elif kind == "control": self.controls = parse_control(m, self.controls); self._post_controls()
-        elif kind == "face": self.face = parse_face(m); self._post_controls()
+        elif kind == "control": self.controls, self.controls_changed = parse_control(m, self.controls), True
+        elif kind == "face": self.face, self.controls_changed = parse_face(m), True
         else: raise ProtocolError("unknown-type", f"unknown message type {kind!r} (expected ack, interrupt, end, control or face)", close=None)
 
     def live_face(self, weights:np.ndarray):
-        "A live face's 52 ARKit weights (Live Link Face): its eyes and brows, at most once a frame (25 Hz)."
-        now = time.monotonic()
-        if now - getattr(self, "_face_at", 0.0) < 1/FPS: return
-        self._face_at, self.face = now, face_weights(weights)
-        self._post_controls()
+        "A live face's 52 ARKit weights (Live Link Face, from anyone who can reach the port: clipped to 0-1, NaN as 0)."
+        self.face = face_weights(np.nan_to_num(np.clip(np.asarray(weights, np.float32), 0, 1)))
+        self.controls_changed = True
 
     def _post_controls(self):
         "What the frames show besides speech: the controls, the live face's eyes and brows under an explicit expression."
@@ -222,6 +221,7 @@ class Session:
                 return await self.ws.close(1000, reason)
             u = self.utterance
             if u is not None and time.monotonic() - u.last_audio > self.limits.idle_after: self._end()
+            if self.controls_changed: self.controls_changed = False; self._post_controls()   # a flood costs one a frame
             self._tell_window_drops()
 
     def _tell_window_drops(self, every:float=1.0):
