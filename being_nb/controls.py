@@ -18,37 +18,47 @@ from .face import ARKIT_BLENDSHAPES, SPEECH_BLENDSHAPES
 from .motion import EXPRESSION_BLENDSHAPES
 
 # %% auto #0
-__all__ = ['EMOTIONS', 'POSES', 'NOD_DEG', 'NOD_PERIOD_S', 'BLINK_S', 'parse_weights', 'Keyframes', 'Controls', 'controls_from',
-           'blink_curve', 'head_rotation', 'typical_pose', 'FrameControls', 'frame_controls']
+__all__ = ['EMOTIONS', 'CONTROLLABLE', 'MAX_TURN_DEG', 'POSES', 'NOD_DEG', 'NOD_PERIOD_S', 'BLINK_S', 'check_weight',
+           'parse_weights', 'Keyframes', 'Controls', 'controls_from', 'blink_curve', 'head_rotation', 'typical_pose',
+           'FrameControls', 'ReplayStats', 'replay_stats', 'frame_controls']
 
 # %% ../nbs/31_controls.ipynb #d97d0588
 EMOTIONS = {
     "neutral": {n: 0.0 for n in EXPRESSION_BLENDSHAPES if not n.startswith("eyeBlink")},
-    "happy": {"eyeSquintLeft": 0.35, "eyeSquintRight": 0.35, "cheekSquintLeft": 0.3, "cheekSquintRight": 0.3,
-              "mouthSmileLeft": 0.6, "mouthSmileRight": 0.6},
+    "happy": {"eyeSquintLeft": 0.35, "eyeSquintRight": 0.35, "mouthSmileLeft": 0.6, "mouthSmileRight": 0.6},
     "sad": {"browInnerUp": 0.6, "browDownLeft": 0.2, "browDownRight": 0.2, "mouthFrownLeft": 0.5, "mouthFrownRight": 0.5},
     "surprised": {"browInnerUp": 0.7, "browOuterUpLeft": 0.7, "browOuterUpRight": 0.7, "eyeWideLeft": 0.6,
                   "eyeWideRight": 0.6, "jawOpen": 0.15},
     "angry": {"browDownLeft": 0.7, "browDownRight": 0.7, "eyeWideLeft": 0.2, "eyeWideRight": 0.2, "eyeSquintLeft": 0.3,
               "eyeSquintRight": 0.3, "mouthPressLeft": 0.4, "mouthPressRight": 0.4},
 }
+CONTROLLABLE = (*EXPRESSION_BLENDSHAPES, *SPEECH_BLENDSHAPES)   # what an avatar takes: eyes and brows; jaw and mouth
+                                                                # (blendshape-driven avatars); no cheeks, nose or gaze
+MAX_TURN_DEG = 45.0                   # the largest pose offset (the clip never showed more of the head)
 POSES = ("replay", "still", "nod")
 NOD_DEG, NOD_PERIOD_S = 4.0, 1.6      # `nod`: pitch amplitude (degrees) and period
 BLINK_S = 0.25                        # a synthesised blink, closed and open again
 
 # %% ../nbs/31_controls.ipynb #72c23747
+def check_weight(name:str, w, where:str="") -> float:
+    "`w` as a float if `name` is a control (`CONTROLLABLE`) and `w` a number 0-1, else `BeingError` saying which."
+    if name not in CONTROLLABLE:
+        why = "not an ARKit blendshape name" if name not in ARKIT_BLENDSHAPES else "not something an avatar takes"
+        raise BeingError(f"{where}{name!r} is {why}", fix="controls are the eyes and brows (" + ", ".join(EXPRESSION_BLENDSHAPES) +
+                         ") and, for avatars trained with --prior, the jaw and mouth (jawOpen, mouthSmileLeft, ...)")
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:     # NaN fails the range too
+        raise BeingError(f"{where}{name}={w!r}: a weight is a number from 0 to 1")
+    return float(w)
+
 def parse_weights(spec:str) -> dict:
-    "`name=weight,name=weight` (ARKit names, weights 0-1) -> dict; `BeingError` naming the bad entry."
+    "`name=weight,name=weight` (control names, weights 0-1) -> dict; `BeingError` naming the bad entry."
     out = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, eq, value = part.partition("=")
-        name = name.strip()
-        if name not in ARKIT_BLENDSHAPES:
-            raise BeingError(f"{name!r} is not an ARKit blendshape name", fix="use one of: " + ", ".join(ARKIT_BLENDSHAPES))
-        try: w = float(value)
-        except ValueError: raise BeingError(f"{part!r} needs a weight", fix=f"write it as {name}=0.4") from None
-        if not (eq and 0 <= w <= 1): raise BeingError(f"{part!r}: a weight is from 0 to 1", fix=f"write it as {name}=0.4")
-        out[name] = w
+        try: w = float(value) if eq else None
+        except ValueError: w = value
+        if w is None: raise BeingError(f"{part!r} needs a weight", fix=f"write it as {name.strip()}=0.4")
+        out[name.strip()] = check_weight(name.strip(), w)
     return out
 
 # %% ../nbs/31_controls.ipynb #a40addc4
@@ -64,13 +74,19 @@ class Keyframes:
         try: frames = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e: raise BeingError(f"cannot read the keyframes ({e})", path) from None
         fix = 'write a list like [{"time": 0, "browInnerUp": 0}, {"time": 1.5, "browInnerUp": 0.6}]'
-        if not isinstance(frames, list) or not all(isinstance(f, dict) and isinstance(f.get("time"), (int, float)) for f in frames):
-            raise BeingError("keyframes must be a list of objects with a numeric time", path, fix=fix)
+        timed = lambda f: isinstance(f, dict) and not isinstance(f.get("time"), bool) and isinstance(f.get("time"), (int, float)) \
+                          and math.isfinite(f["time"])
+        if not isinstance(frames, list) or not frames or not all(timed(f) for f in frames):
+            raise BeingError("keyframes must be a non-empty list of objects, each with a finite time in s", path, fix=fix)
         channels = {}
-        for f in sorted(frames, key=lambda f: f["time"]):
-            weights = parse_weights(",".join(f"{k}={v}" for k, v in f.items() if k != "time"))
-            for name, w in weights.items(): channels.setdefault(name, ([], []))[0].append(float(f["time"])); channels[name][1].append(w)
-        return cls({k: (np.array(t), np.array(w, np.float32)) for k, (t, w) in channels.items()})
+        for k, f in enumerate(frames):
+            for name, w in f.items():
+                if name == "time": continue
+                try: w = check_weight(name, w, f"keyframe {k}: ")
+                except BeingError as e: raise BeingError(e.problem, path, fix=e.fix) from None
+                channels.setdefault(name, []).append((float(f["time"]), w))
+        channels = {n: sorted(v) for n, v in channels.items()}
+        return cls({n: (np.array([t for t, _ in v]), np.array([w for _, w in v], np.float32)) for n, v in channels.items()})
 
     def at(self, times:np.ndarray) -> dict:
         "Each name's weights at `times` (s): {name: [len(times)]}."
@@ -90,14 +106,21 @@ class Controls:
     roll: float = 0.0
 
     def __post_init__(self):
+        for name in ("intensity", "yaw", "pitch", "roll") + (("blink_rate",) if self.blink_rate is not None else ()):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise BeingError(f"{name} must be a finite number, not {v!r}")
         if self.emotion is not None and self.emotion not in EMOTIONS:
             raise BeingError(f"unknown emotion {self.emotion!r}", fix="use one of: " + ", ".join(EMOTIONS))
-        if not 0 <= self.intensity <= 1: raise BeingError(f"an emotion's intensity is from 0 to 1, not {self.intensity}")
+        if not 0 <= self.intensity <= 1:
+            raise BeingError(f"an emotion's intensity is from 0 to 1, not {self.intensity}", fix=f"e.g. {self.emotion or 'happy'}:0.6")
         if self.pose not in POSES: raise BeingError(f"unknown pose {self.pose!r}", fix="use one of: " + ", ".join(POSES))
         if self.blink_rate is not None and not 0 <= self.blink_rate <= 120:
             raise BeingError(f"a blink rate is 0-120 a minute, not {self.blink_rate}")
-        if any(abs(a) > 45 for a in (self.yaw, self.pitch, self.roll)):
-            raise BeingError("a pose offset is at most 45 degrees: the avatar's clip never showed more of the head")
+        for name in ("yaw", "pitch", "roll"):
+            if abs(getattr(self, name)) > MAX_TURN_DEG:
+                raise BeingError(f"{name} {getattr(self, name):g}: a pose offset is at most {MAX_TURN_DEG:g} degrees, as the "
+                                 "clip never showed more of the head", fix="a few degrees look best; hair may tear from about 10")
 
     @property
     def idle(self) -> bool: return self == Controls()
@@ -117,8 +140,11 @@ def controls_from(expression=None, emotion:str|None=None, blink_rate=None, pose:
     c = base or Controls()
     changes = {}
     if expression is not None:
-        if isinstance(expression, dict): changes["expression"] = parse_weights(",".join(f"{k}={v}" for k, v in expression.items()))
+        if isinstance(expression, dict): changes["expression"] = {str(k): check_weight(str(k), v) for k, v in expression.items()}
         elif str(expression).lower().endswith(".json"): changes["expression"] = Keyframes.load(expression)
+        elif "=" not in str(expression) and Path(str(expression)).is_file():
+            raise BeingError("an expression file is a JSON list of keyframes, named .json", expression,
+                             fix="for a blendshape track (.jsonl/.csv from `being blendshapes`) use --blendshapes")
         else: changes["expression"] = parse_weights(str(expression))
     if emotion is not None:
         name, _, level = str(emotion).partition(":")
@@ -174,11 +200,27 @@ class FrameControls:
     expression: torch.Tensor            # [B, E] the motion field's upper-face input
     mouth: dict                         # ARKit jaw/mouth name -> [B] weights to add to the speech's
 
+@dataclass(frozen=True)
+class ReplayStats:
+    "What controls need of a whole replay, computed once per avatar: its `still` pose and its eyelids' open and closed values."
+    typical: int                        # the replay position of the `still` pose (`typical_pose`)
+    blink: dict                         # eyeBlinkLeft/Right -> (open: median, closed: 98th percentile)
+
+def replay_stats(replay_expression:torch.Tensor, w2c:torch.Tensor) -> ReplayStats:
+    "`ReplayStats` of a replay's expressions [N, E] and cameras [N, 4, 4] (a GPU sync: once per avatar, not per frame)."
+    names = list(EXPRESSION_BLENDSHAPES)
+    blink = {}
+    for name in ("eyeBlinkLeft", "eyeBlinkRight"):
+        col = replay_expression[:, names.index(name)].float().cpu()
+        blink[name] = (float(col.median()), float(torch.quantile(col, 0.98)))
+    return ReplayStats(typical_pose(w2c.cpu().numpy()), blink)
+
 def frame_controls(c:Controls, steps:np.ndarray, replay_pick:np.ndarray, expression:torch.Tensor,
-                   replay_expression:torch.Tensor, w2c:torch.Tensor) -> FrameControls:
+                   replay_expression:torch.Tensor, w2c:torch.Tensor, stats:ReplayStats|None=None) -> FrameControls:
     """`steps` [B] output frame counters; `replay_pick` [B] the replay positions they show; `expression` [B, E] the
     batch's expression before the controls (the replay's, or a puppeteering track's); `replay_expression` [N, E] and
-    `w2c` [N, 4, 4] the whole replay's (its blinks set the synthesised ones). Returns the batch's `FrameControls`."""
+    `w2c` [N, 4, 4] the whole replay's (its blinks set the synthesised ones); `stats` their `replay_stats`, if kept.
+    Returns the batch's `FrameControls`."""
     steps, pick = np.asarray(steps), np.asarray(replay_pick)
     times = steps/FPS
     expr = expression.clone()
@@ -186,12 +228,12 @@ def frame_controls(c:Controls, steps:np.ndarray, replay_pick:np.ndarray, express
     weights = c.weights(times)
     for name, w in weights.items():
         if name in names: expr[:, names.index(name)] = torch.as_tensor(w, device=expr.device)
+    stats = stats or (replay_stats(replay_expression, w2c) if c.blink_rate is not None or c.pose != "replay" else None)
     if c.blink_rate is not None:
         for name in ("eyeBlinkLeft", "eyeBlinkRight"):
-            col = replay_expression[:, names.index(name)].float()
-            b = blink_curve(times, c.blink_rate, float(col.median()), float(torch.quantile(col, 0.98)))
+            b = blink_curve(times, c.blink_rate, *stats.blink[name])
             expr[:, names.index(name)] = torch.as_tensor(b, device=expr.device)
-    pose = pick if c.pose == "replay" else np.full(len(pick), typical_pose(w2c.cpu().numpy()))
+    pose = pick if c.pose == "replay" else np.full(len(pick), stats.typical)
     pitch = c.pitch + (NOD_DEG*np.sin(2*np.pi*times/NOD_PERIOD_S) if c.pose == "nod" else 0.0)
     angles = np.broadcast_to(np.stack(np.broadcast_arrays(c.yaw, pitch, c.roll), -1), (len(steps), 3))
     turn = (None if not np.any(angles) else

@@ -19,7 +19,7 @@ from .data import Replay
 from .model import load_model
 from .motion import NEIGHBOURS, WINDOW
 from .face import SPEECH_BLENDSHAPES, SPEECH_INDEX
-from .controls import Controls, frame_controls
+from .controls import Controls, frame_controls, replay_stats
 
 # %% auto #0
 __all__ = ['PROVENANCE', 'replay_index', 'matching_encoder', 'padded_batch', 'DeformGraphs', 'PriorTiming', 'GaussianBudget',
@@ -227,10 +227,11 @@ class Engine:
             if c is not None and not c.idle: groups.setdefault(id(c), (c, []))[1].append(k)
         if groups:
             expression, w2c, shown = expression.clone(), w2c.clone(), list(shown)
+            if not hasattr(self, "_replay_stats"): self._replay_stats = replay_stats(self.replay.expression, self.replay.w2c)
             for c, ks in groups.values():
                 idx = torch.as_tensor(ks, device=self.device)
                 fc = frame_controls(c, np.asarray(steps)[ks], np.asarray(picks)[ks], expression[idx], self.replay.expression,
-                                    self.replay.w2c)
+                                    self.replay.w2c, self._replay_stats)
                 expression[idx] = fc.expression
                 cams = self.replay.w2c[torch.as_tensor(fc.pose, device=self.device)]
                 w2c[idx] = cams @ fc.turn if fc.turn is not None else cams

@@ -113,10 +113,18 @@ class LiveLinkSender:
 
 # %% ../nbs/38_streams.ipynb #33fcda9e
 class LiveLinkListener(asyncio.DatagramProtocol):
-    "Live Link Face packets in: calls `on_frame(LiveLinkFrame)` for each good one and `on_bad()` for each other; counts both."
-    def __init__(self, on_frame, on_bad=None):
-        self.on_frame, self.on_bad, self.good, self.bad = on_frame, on_bad, 0, 0
+    """Live Link Face packets in: calls `on_frame(LiveLinkFrame)` for each good one and `on_bad()` for each other; counts
+    both. A source sending faster than `max_rate` packets a second (the app sends 60) has the excess dropped unread
+    (`dropped`), so a flood costs little."""
+    def __init__(self, on_frame, on_bad=None, max_rate:float=120.0):
+        self.on_frame, self.on_bad, self.interval = on_frame, on_bad, 1/max_rate
+        self.good = self.bad = self.dropped = 0
+        self.last: dict = {}                     # source address -> when its last packet was read
     def datagram_received(self, data:bytes, addr):
+        now = time.monotonic()
+        if now - self.last.get(addr[0], -1.0) < self.interval: self.dropped += 1; return
+        if len(self.last) > 1024: self.last.clear()          # many sources (spoofed): forget them rather than grow
+        self.last[addr[0]] = now
         try: frame = parse_livelink(data)
         except ValueError:
             self.bad += 1

@@ -782,8 +782,8 @@ def test_controls_turn_the_served_head_and_bad_ones_are_answered(server):
 def test_a_live_face_drives_the_sessions_that_ask_for_it(root, server):
     """`--livelink-in`: Live Link Face packets (from `LiveLinkSender`, the iPhone app's packet) change the frames of a
     session whose hello asks for `"face": "livelink"`, not those of one that does not; junk packets are counted as
-    bad; a server without the input refuses such a hello (1008). Both sessions' k-th frames replay the same clip frame,
-    so before the face arrives they are equal."""
+    bad; when the phone stops, the session lets go of the face; a server without the input refuses such a hello (1008).
+    Both sessions' k-th frames replay the same clip frame, so without a face they are equal."""
     from being_nb.face import ARKIT_BLENDSHAPES
     from being_nb.media import decode_jpeg
     from being_nb.streams import LiveLinkSender
@@ -821,13 +821,16 @@ def test_a_live_face_drives_the_sessions_that_ask_for_it(root, server):
         while min(len(got[a]), len(got[b])) < 40 and time.time() < deadline:
             sender.send(weights if k != 5 else np.full(len(weights), np.nan, np.float32), k)   # one NaN packet: no harm
             k += 1; time.sleep(1/60)
+        sent = min(len(got[a]), len(got[b]))
+        while min(len(got[a]), len(got[b])) < sent + 40 and time.time() < deadline + 30: time.sleep(0.05)   # the phone stops
         stop.set()
         for t in readers: t.join(5)
         sender.close()
         n = min(len(got[a]), len(got[b]))
         differs = [int(np.abs(got[a][j] - got[b][j]).max() >= 2) for j in range(n)]
         print("frames differing from the faceless session's:", differs)
-        assert n >= 40 and sum(differs[:3]) == 0 and sum(differs[-15:]) >= 8, differs
+        assert sent >= 40 and sum(differs[:3]) == 0 and sum(differs[sent - 15:sent]) >= 8, differs
+        assert n >= sent + 40 and sum(differs[-10:]) == 0, differs    # 0.5 s after the last packet the face lets go
         metrics = urllib.request.urlopen(s.http + "/metrics", timeout=5).read().decode()
         assert re.search(r'being_livelink_packets_total\{result="bad"\} 1\.0', metrics), metrics
         assert re.search(r'being_livelink_packets_total\{result="ok"\} [1-9]', metrics)

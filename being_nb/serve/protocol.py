@@ -102,6 +102,8 @@ def check_hello(message) -> dict:
     face = m.get("face")
     if face is not None and not (isinstance(face, str) and (face == "livelink" or face.startswith("livelink:")) and len(face) <= 200):
         raise ProtocolError("bad-face-source", f"face must be \"livelink\" or \"livelink:SUBJECT\", not {face!r}", close=1008)
+    if face is not None and "frames" not in outputs:
+        raise ProtocolError("bad-face-source", "a face moves the frames: ask for the \"frames\" output too", close=1008)
     return {**m, "outputs": [o for o in OUTPUTS if o in outputs]}
 
 def error_text(code:str, message:str) -> str:
@@ -115,6 +117,7 @@ def parse_control(m:dict, base:Controls) -> Controls:
     "A `control` message applied to `base` (the session's controls so far), or `ProtocolError` `bad-control`."
     unknown = sorted(set(m) - {"type", "reset", *CONTROL_FIELDS})
     if unknown: raise ProtocolError("bad-control", f"unknown control fields {unknown}; known: reset, {', '.join(CONTROL_FIELDS)}", close=None)
+    if not isinstance(m.get("reset", False), bool): raise ProtocolError("bad-control", "reset is true or false", close=None)
     if "expression" in m and not isinstance(m["expression"], dict):
         raise ProtocolError("bad-control", "expression is an object of ARKit names and weights 0-1", close=None)
     if any(isinstance(m.get(k), bool) or not isinstance(m.get(k, 0), (int, float)) for k in ("blink_rate", "yaw", "pitch", "roll")):
@@ -127,8 +130,10 @@ def parse_control(m:dict, base:Controls) -> Controls:
     except BeingError as e: raise ProtocolError("bad-control", e.message, close=None) from None
 
 def parse_face(m:dict) -> dict:
-    "The eye and brow weights {ARKit name: w} of a `face` message (52 weights 0-1 in ARKit order), or `ProtocolError` `bad-face`."
+    """The eye and brow weights {ARKit name: w} of a `face` message (52 weights 0-1 in ARKit's order, as
+    `being_nb.face.ARKIT_BLENDSHAPES` lists them: eyeBlinkLeft first; `null`: let go of the face), or `ProtocolError`."""
     w = m.get("blendshapes")
+    if w is None: return {}
     if not (isinstance(w, list) and len(w) == len(ARKIT_BLENDSHAPES) and
             all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in w)):
         raise ProtocolError("bad-face", f"blendshapes must be {len(ARKIT_BLENDSHAPES)} numbers 0-1 in ARKit order", close=None)

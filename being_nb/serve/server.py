@@ -96,7 +96,8 @@ class Metrics:
                               "speech fronts), render (rendering and JPEG), other (planning, hand-off)",
                               ["device", "phase"], registry=r)
         self.memory = Gauge("being_gpu_memory_bytes", "GPU memory allocated by PyTorch", ["device"], registry=r)
-        self.livelink = Counter("being_livelink_packets", "Live Link Face packets received", ["result"], registry=r)
+        self.livelink = Counter("being_livelink_packets", "Live Link Face packets: ok (a session follows its subject), "
+                                "unfollowed (none does), bad (not Live Link Face)", ["result"], registry=r)
         self.dropped.labels("shed"); self.dropped.labels("window")      # both series from the start, at 0
 
     def on_tick(self, device:str, report:TickReport):
@@ -166,9 +167,9 @@ class AvatarServer:
 
     def live_face(self, frame):
         "A Live Link Face frame: to every session following its subject (on the event loop)."
-        self.metrics.livelink.labels("ok").inc()
-        for session, subject in list(self.faces.items()):
-            if subject in ("", frame.subject): session.live_face(frame.weights)
+        followers = [s for s, subject in self.faces.items() if subject in ("", frame.subject)]
+        self.metrics.livelink.labels("ok" if followers else "unfollowed").inc()     # a mistyped subject shows here
+        for session in followers: session.live_face(frame.weights)
 
     def place(self, name:str) -> Slot:
         "The slot a new session of avatar `name` goes to: the fewest sessions, then one with the avatar loaded."
@@ -310,9 +311,14 @@ async def start(server:AvatarServer) -> AvatarServer:
     server.port = server.server.sockets[0].getsockname()[1]
     if c.livelink_in is not None:
         from being_nb.streams import LiveLinkListener
+        if not 0 <= c.livelink_in < 65536: raise BeingError(f"--livelink-in takes a UDP port 0-65535, not {c.livelink_in}")
         bad = server.metrics.livelink.labels("bad").inc
-        server.livelink, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: LiveLinkListener(server.live_face, bad), local_addr=(c.host, c.livelink_in))
+        try:
+            server.livelink, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: LiveLinkListener(server.live_face, bad), local_addr=(c.host, c.livelink_in))
+        except OSError as e:
+            raise BeingError(f"cannot receive Live Link Face on UDP {c.host}:{c.livelink_in} ({e.strerror or e})",
+                             fix="pick another port (Unreal's own Live Link Face source may hold 11111 on this machine)") from None
         server.livelink_port = server.livelink.get_extra_info("sockname")[1]
     return server
 
@@ -352,6 +358,9 @@ def serve(config:ServeConfig|None=None, **overrides):
         print(f"being serve: http://{c.host}:{server.port}/  (avatars: {avatars or 'none yet'}; "
               f"devices: {', '.join(str(s.device) for s in server.slots)}" +
               (f"; Live Link Face in: UDP port {server.livelink_port}" if server.livelink_port else "") + ")", flush=True)
+        if server.livelink_port and c.host in LOOPBACK:
+            print(f"being serve: Live Link Face packets are received on {c.host} only: a phone needs --host 0.0.0.0 "
+                  "(and --token-file)", flush=True)
         stop_now = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM): loop.add_signal_handler(sig, stop_now.set)

@@ -24,7 +24,7 @@ from .protocol import (FRAME_SEQ_OFFSET, MAX_AHEAD, SPEAKING, MAX_BACKLOG, MAX_G
 from .worker import Audio, AvatarWorker, Control, End, Failure, Frame, Join, Leave, Reset, Text
 
 # %% auto #0
-__all__ = ['Outbox', 'SessionLimits', 'Utterance', 'Session']
+__all__ = ['FACE_TIMEOUT', 'Outbox', 'SessionLimits', 'Utterance', 'Session']
 
 # %% ../../nbs/35_serve_session.ipynb #1291d01b
 class Outbox:
@@ -94,6 +94,8 @@ class SessionLimits:
     idle_after: float = 0.3        # s without audio that end an utterance
     idle_timeout: float = 60.0     # s without any message that close the session
 
+FACE_TIMEOUT = 0.5                 # s without a Live Link packet after which a session's eyes and brows replay again
+
 # %% ../../nbs/35_serve_session.ipynb #eb72e499
 @dataclass
 class Utterance:
@@ -122,6 +124,7 @@ class Session:
         self.controls = Controls()                         # from `control` messages
         self.face: dict = {}                               # the eyes and brows of the last `face` message
         self.controls_changed = False                      # sent to the worker at the next frame (at most 25 a second)
+        self.face_at: float|None = None                    # when a Live Link face last came (it lets go after FACE_TIMEOUT)
 
     def client_now(self) -> int:
         "The client's current sample index, estimated from the last audio that arrived."
@@ -152,14 +155,18 @@ class Session:
         if kind == "ack": self.outbox.ack(m.get("seq")); self.paused = self.outbox.stalled
         elif kind == "interrupt": self._interrupt()
         elif kind == "end": self._end()
-        elif kind == "control": self.controls, self.controls_changed = parse_control(m, self.controls), True
-        elif kind == "face": self.face, self.controls_changed = parse_face(m), True
+        elif kind in ("control", "face") and not self.renders:
+            raise ProtocolError("no-frames", f"{kind} changes the frames, and this session asked for blendshapes only", close=None)
+        elif kind == "control":
+            self.controls, self.controls_changed = parse_control(m, self.controls), True
+            if m.get("reset"): self.face, self.face_at = {}, None                      # back to none: the face too
+        elif kind == "face": self.face, self.face_at, self.controls_changed = parse_face(m), None, True
         else: raise ProtocolError("unknown-type", f"unknown message type {kind!r} (expected ack, interrupt, end, control or face)", close=None)
 
     def live_face(self, weights:np.ndarray):
         "A live face's 52 ARKit weights (Live Link Face, from anyone who can reach the port: clipped to 0-1, NaN as 0)."
         self.face = face_weights(np.nan_to_num(np.clip(np.asarray(weights, np.float32), 0, 1)))
-        self.controls_changed = True
+        self.face_at, self.controls_changed = time.monotonic(), True
 
     def _post_controls(self):
         "What the frames show besides speech: the controls, the live face's eyes and brows under an explicit expression."
@@ -221,6 +228,8 @@ class Session:
                 return await self.ws.close(1000, reason)
             u = self.utterance
             if u is not None and time.monotonic() - u.last_audio > self.limits.idle_after: self._end()
+            if self.face_at is not None and time.monotonic() - self.face_at > FACE_TIMEOUT:   # the phone stopped: let go
+                self.face, self.face_at, self.controls_changed = {}, None, True
             if self.controls_changed: self.controls_changed = False; self._post_controls()   # a flood costs one a frame
             self._tell_window_drops()
 
