@@ -91,10 +91,11 @@ class AudioEncoder:
         "Sample index just past the window of block `block` (the audio needed to compute it)."
         return self.block_samples*block + self.window_samples - self.lead_samples
 
-    def encode_blocks(self, windows:np.ndarray) -> np.ndarray:
+    def encode_blocks(self, windows:np.ndarray,
+                      bar:bool=True) -> np.ndarray:      # a progress bar when there is more than one batch
         "Features of consecutive blocks from their windows `[N, window_samples]`, batched: `[N*block, dim]`."
         starts = range(0, len(windows), self.batch_size)
-        if len(starts) > 1: starts = progress(starts, desc=f"{self.name} features", unit="batch")
+        if bar and len(starts) > 1: starts = progress(starts, desc=f"{self.name} features", unit="batch")
         out = [self.encode_windows(np.ascontiguousarray(windows[i:i+self.batch_size])) for i in starts]
         return np.concatenate(out).reshape(-1, self.dim) if out else np.zeros((0, self.dim), np.float32)
 
@@ -144,7 +145,7 @@ class StreamingFeatures:
     def encode(self, windows:np.ndarray) -> np.ndarray:
         "Feature frames `[k*block, dim]` of windows `take` returned."
         enc = self.encoder
-        return enc.encode_blocks(windows) if len(windows) else np.zeros((0, enc.dim), np.float32)
+        return enc.encode_blocks(windows, bar=False) if len(windows) else np.zeros((0, enc.dim), np.float32)
 
     def take(self, chunk) -> np.ndarray:
         """Add a chunk of 16 kHz float32 mono samples; return the windows of the blocks it completed, for `encode`
@@ -287,12 +288,6 @@ class FeatureWindows:
     encoder: AudioEncoder
     windows: np.ndarray                    # [N, window_samples]
 
-def _encode(encoder:AudioEncoder, windows:np.ndarray) -> np.ndarray:
-    "`encoder.encode_blocks` without its progress bar (a server calls this every tick)."
-    bs = encoder.batch_size
-    return np.concatenate([encoder.encode_windows(np.ascontiguousarray(windows[i:i + bs]))
-                           for i in range(0, len(windows), bs)]).reshape(-1, encoder.dim)
-
 def push_many(pairs:list) -> list:
     """`front.push(samples)` for many (front, samples) pairs, batched across the streams: one silero-vad call per
     round of 32 ms chunks and one encoder call per encoder for all the windows that became complete (one stream's
@@ -323,7 +318,7 @@ def push_many(pairs:list) -> list:
         for i, r in need.items(): by_encoder.setdefault(id(r.encoder), []).append(i)
         for idx in by_encoder.values():
             windows = [need[i].windows for i in idx]
-            try: features = _encode(need[idx[0]].encoder, np.concatenate(windows)) if sum(map(len, windows)) else None
+            try: features = need[idx[0]].encoder.encode_blocks(np.concatenate(windows), bar=False) if sum(map(len, windows)) else None
             except Exception as e:
                 for i in idx: need.pop(i); out[i] = e
                 continue

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..motion import FRAME_SAMPLES
-from .worker import Control, Audio, Command, End, Failure, Join, Leave, Reset, Text
+from .worker import Audio, Command, Control, End, Failure, Join, Leave, Reset, Text
 
 # %% auto #0
 __all__ = ['Fanout', 'BlendshapeStream', 'BlendshapeWorker']

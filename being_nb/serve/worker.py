@@ -163,7 +163,6 @@ class TickReport:
     speech: float = 0.0                 # of the work, the commands: the sessions' audio through their speech fronts
     render: float = 0.0                 # of the work, rendering and JPEG encoding (the device's work and its launches)
 
-
 # %% ../../nbs/34_serve_worker.ipynb #42cd6373
 class CpuJpeg:
     "JPEGs by a thread pool: `encode(images uint8 [B,H,W,3])` returns futures of bytes."
