@@ -355,7 +355,7 @@ def _serve_args(p):
     p.add_argument("--max-sessions", type=int, default=256,
                    help="refuse sessions beyond this many on all devices (default 256; measured capacity usually refuses first)")
     p.add_argument("--capacity", type=float, default=0.85,
-                   help="refuse new sessions when a device's measured render work would pass this share of each 40 ms tick (default 0.85)")
+                   help="refuse new sessions when a device's measured render work would pass this share of each tick (default 0.85)")
     p.add_argument("--no-admission", dest="admission", action="store_false",
                    help="admit sessions beyond the measured capacity (they then share it: frames are shed)")
     p.add_argument("--max-unacked", type=int, default=4, help="frames in flight per client before only the newest is kept (default 4)")
@@ -371,6 +371,10 @@ def _serve_args(p):
     p.add_argument("--audio-encoder", help="the speech encoder the avatars were prepared with (default: found as `being prepare` finds it)")
     p.add_argument("--livelink-in", type=int, metavar="PORT", help="receive Live Link Face packets on this UDP port (the app's "
                    "default is 11111; on --host): they drive the eyes and brows of sessions whose hello asks for \"face\": \"livelink\"")
+    p.add_argument("--livelink-out", metavar="HOST[:PORT]", help="send the ARKit weights of sessions whose hello asks for the "
+                   "\"livelink\" output to Unreal's Live Link here (port 11111 by default), each under its hello's subject")
+    p.add_argument("--osc-out", metavar="HOST:PORT", help="send the ARKit weights of sessions whose hello asks for the \"osc\" "
+                   "output as OSC bundles here, under /SUBJECT/...")
 
 @command("serve", "Serve live avatars over WebSocket, with a browser client at http://HOST:PORT/. --device takes "
          "several devices (cuda:0,cuda:1) or all.", _serve_args)
@@ -385,7 +389,8 @@ def cmd_serve(args):
                       device=args.device, max_sessions=args.max_sessions, admission=args.admission,
                       capacity=args.capacity, size=args.size, gaussians=args.gaussians, shed_after=args.shed_after_ms/1000,
                       max_unacked=args.max_unacked, jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
-                      idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder, livelink_in=args.livelink_in))
+                      idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder, livelink_in=args.livelink_in,
+                      livelink_out=args.livelink_out, osc_out=args.osc_out))
 
 # %% ../nbs/90_cli.ipynb #e4119186
 DEMO_SENTENCE = "Hello! I am a talking head made by being underscore n b. I never recorded this sentence."

@@ -1,5 +1,9 @@
 """What each control does on real people's avatars (issue 14): `python bench/controls.py ROOT NAME... --out bench/controls`.
 
+On a GPU machine (no MediaPipe there): `python bench/controls.py ROOT NAME... --render-only FRAMES.npz --device cuda`
+renders the frames (JPEG-packed); then here `python bench/controls.py ROOT NAME... --rendered FRAMES.npz --out ...`
+reads them.
+
 For each avatar (trained beforehand), 25 frames of silence are rendered without controls and with each control; MediaPipe
 reads the rendered faces (blendshape scores and head angles, averaged over the frames) and the change against no control
 is reported, with a contact sheet of the middle frame of each. Machine and settings go in the JSON."""
@@ -23,8 +27,10 @@ CONTROLS = {
     "blink 30/min": Controls(blink_rate=30),
     "yaw +12": Controls(yaw=12), "pitch +12": Controls(pitch=12), "roll +12": Controls(roll=12),
     "still": Controls(pose="still"),
+    "smile=1": Controls(expression={"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0}),
+    "happy": Controls(emotion="happy"),
 }
-READ = ("browInnerUp", "browDownLeft", "eyeBlinkLeft", "eyeWideLeft", "eyeSquintLeft", "jawOpen")
+READ = ("browInnerUp", "browDownLeft", "eyeBlinkLeft", "eyeWideLeft", "eyeSquintLeft", "jawOpen", "mouthSmileLeft")
 
 def read_faces(images):
     "MediaPipe's mean blendshape scores (READ) and (yaw, pitch, roll) over `images`, and how many frames had a face."
@@ -40,25 +46,61 @@ def read_faces(images):
                            math.degrees(math.atan2(m[1, 0], m[1, 1]))))
     return np.mean(scores, 0), np.mean(angles, 0), len(scores)
 
+def render_all(names, root, device, size, n_frames):
+    "{name: {label: frames [n, H, W, 3]}} and {name: info}: each control on `n_frames` frames of silence."
+    out, info = {}, {}
+    for name in names:
+        engine = Engine(name, root, device, size=size)
+        silence = np.zeros(n_frames*640, np.float32)
+        out[name] = {label: np.stack(list(engine.frames(silence, controls=c))) for label, c in CONTROLS.items()}
+        info[name] = {"gaussians": engine.budget.total, "drive": engine.model.config.drive,
+                      "machine": torch.cuda.get_device_name() if engine.device.type == "cuda" else platform.processor() or "cpu"}
+    return out, info
+
+def pack(path, rendered, info):
+    from being_nb.media import encode_jpeg
+    arrays = {"info": json.dumps(info)}
+    for name, runs in rendered.items():
+        for k, (label, frames) in enumerate(runs.items()):
+            blobs = [encode_jpeg(f, 85) for f in frames]
+            arrays[f"{name}/{k}"] = np.frombuffer(b"".join(blobs), np.uint8)
+            arrays[f"{name}/{k}_ends"] = np.cumsum([len(b) for b in blobs])
+    np.savez(path, **arrays)
+
+def unpack(path, names):
+    from being_nb.media import decode_jpeg
+    z = np.load(path, allow_pickle=False)
+    out = {}
+    for name in names:
+        out[name] = {}
+        for k, label in enumerate(CONTROLS):
+            data, ends = z[f"{name}/{k}"].tobytes(), z[f"{name}/{k}_ends"]
+            out[name][label] = np.stack([decode_jpeg(data[s:e]) for s, e in zip(np.r_[0, ends[:-1]], ends)])
+    return out, json.loads(str(z["info"]))
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("root"); ap.add_argument("names", nargs="+"); ap.add_argument("--out", default="bench/controls")
     ap.add_argument("--size", type=int, default=256); ap.add_argument("--frames", type=int, default=25)
+    ap.add_argument("--device", default="cpu"); ap.add_argument("--render-only"); ap.add_argument("--rendered")
     args = ap.parse_args()
+    if args.render_only:
+        rendered, info = render_all(args.names, args.root, args.device, args.size or None, args.frames)
+        return pack(args.render_only, rendered, info)
+    rendered, info = (unpack(args.rendered, args.names) if args.rendered
+                      else render_all(args.names, args.root, args.device, args.size, args.frames))
     report = {"machine": f"{platform.processor() or 'cpu'} x{os.cpu_count()}", "torch": torch.__version__, "size": args.size,
-              "frames": args.frames, "read": list(READ), "avatars": {}}
+              "frames": args.frames, "read": list(READ), "avatars": {},
+              "rendered": f"on {next(iter(info.values()))['machine']}, read here" if args.rendered else "here"}
     sheets = []
     for name in args.names:
-        engine = Engine(name, args.root, "cpu", size=args.size)
-        silence = np.zeros(args.frames*640, np.float32)
         rows, tiles = {}, []
-        for label, c in CONTROLS.items():
-            frames = np.stack(list(engine.frames(silence, controls=c)))
+        for label, frames in rendered[name].items():
             scores, angles, found = read_faces(frames)
             rows[label] = {"scores": dict(zip(READ, np.round(scores, 3).tolist())),
                            "angles_deg": np.round(angles, 1).tolist(), "faces_found": found,
                            "pixels_changed": None}
-            tiles.append((label, frames[args.frames//2]))
+            tiles.append((label, frames[len(frames)//2]))
             if label == "none": base_frames = frames.astype(np.float32)
             else: rows[label]["pixels_changed"] = round(float(np.abs(frames.astype(np.float32) - base_frames).mean()), 2)
             print(name, label, rows[label], flush=True)
@@ -66,8 +108,8 @@ def main():
         for label, r in rows.items():
             r["score_change"] = {k: round(r["scores"][k] - base["scores"][k], 3) for k in READ}
             r["angle_change_deg"] = [round(a - b, 1) for a, b in zip(r["angles_deg"], base["angles_deg"])]
-        report["avatars"][name] = {"gaussians": engine.budget.total, "rows": rows}
-        w = args.size//2
+        report["avatars"][name] = {**info[name], "rows": rows}
+        w = 128
         sheet = Image.new("RGB", (w*len(tiles), w + 16), "white")
         for k, (label, img) in enumerate(tiles):
             sheet.paste(Image.fromarray(img).resize((w, w)), (k*w, 16))

@@ -2,7 +2,9 @@
 # The lent-GPU side of bench/serve.md (issue 13). `start` (first call): install the carried wheels (.whl) and packages
 # (.carry/pkgs), copy the code and the prepared avatars in .carry/serve to /tmp (the working tree is laid anew at every
 # call), and launch `run` in the background: compile gsplat, train every avatar in $NAMES at once with the CUDA
-# defaults (one GPU; each run alone leaves it mostly idle), then run bench/serve_bench.py on each (sessions $SESSIONS,
+# defaults (one GPU; each run alone leaves it mostly idle; NAME:prior trains a blendshape-driven avatar, `being train
+# --prior`, and renders its puppet and controls frames for bench/puppet.py and bench/controls.py to read here), then run
+# bench/serve_bench.py on each (with $TICKCOSTS batch sizes: one tick's parts timed alone, $BUDGETS Gaussian budgets; sessions $SESSIONS,
 # the server's GIL switch intervals $SWITCH, ServeConfig variants $VARIANTS; $SPEED empty: streaming only). `collect [N]` (later calls): wait up to N x 5 s, then copy the results and
 # logs into $OUT.
 set -u
@@ -18,7 +20,7 @@ start)
   python3 -c "import torchvision; print('torchvision', torchvision.__version__)" || echo "no torchvision"
   [ -n "${VARIANTS:-}" ] || VARIANTS='[{}]'        # (not a ${VARIANTS:-...} default: its braces end the expansion)
   setsid nohup env ITER=${ITER:-10000} NAMES="${NAMES:-obama woman8}" SESSIONS="${SESSIONS:-1,16,32,48,64,96}" \
-      SWITCH="${SWITCH:-}" VARIANTS="$VARIANTS" SPEED="${SPEED:-}" bash $W/code/bench/device_serve.sh run > $W/log.txt 2>&1 < /dev/null &
+      SWITCH="${SWITCH:-}" VARIANTS="$VARIANTS" SPEED="${SPEED:-}" TICKCOSTS="${TICKCOSTS:-}" BUDGETS="${BUDGETS:-}" bash $W/code/bench/device_serve.sh run > $W/log.txt 2>&1 < /dev/null &
   echo "started: $(ls $W/av | paste -sd ' ')" ;;
 run)
   cd $W/code
@@ -27,24 +29,35 @@ gsplat.rasterization(m, torch.tensor([[1., 0, 0, 0]], **d), torch.full((1, 3), .
   torch.ones(1, 3, **d), torch.eye(4, **d)[None], torch.tensor([[[99., 0, 32], [0, 99, 32], [0, 0, 1]]], **d), 64, 64)
 print('gsplat compiled')"
   t0=$SECONDS
-  for name in $NAMES; do
+  for spec in $NAMES; do
+    name=${spec%%:*}; drive=audio; [ "$spec" != "${spec%:prior}" ] && drive=blendshapes
     python3 -c "
 from being_nb.train import train
-t = train('$name', root='$W/av', device='cuda', encoder='mel', iterations=$ITER, threads=6)
+t = train('$name', root='$W/av', device='cuda', encoder='mel', iterations=$ITER, threads=6, drive='$drive')
 print('trained $name', t.step_count, 'steps')" > $W/train_$name.log 2>&1 &
   done
   wait
   echo "train ($NAMES, at once): $((SECONDS - t0)) s"
-  for name in $NAMES; do
+  for spec in $NAMES; do
+    name=${spec%%:*}
     tail -n 3 $W/train_$name.log
+    if [ "$spec" != "$name" ]; then
+      python3 bench/puppet.py $W/av $name $W/out/puppet_$name.npz --render-only --device cuda --size 0
+      python3 bench/controls.py $W/av $name --render-only $W/out/controls_$name.npz --device cuda --size 0
+    fi
+  done
+  for spec in $NAMES; do
+    name=${spec%%:*}
     cp $W/av/$name/model/config.json $W/out/${name}_config.json; cp $W/av/$name/model/metrics.json $W/out/${name}_metrics.json 2>/dev/null
     python3 bench/serve_bench.py $W/av $name $W/out/serve_gpu_$name.json --device cuda --sessions $SESSIONS \
-        --seconds 8 --batches 1,16,64 --jpeg auto --switch-interval "$SWITCH" --variants "$VARIANTS" ${SPEED:---skip-speed}
+        --seconds 8 --batches 1,16,64 --jpeg auto --switch-interval "$SWITCH" --variants "$VARIANTS" ${SPEED:---skip-speed} \
+        --tick-costs "$TICKCOSTS" --budgets "$BUDGETS"
   done
   echo "ALL DONE" ;;
 collect)
-  for i in $(seq 1 ${2:-110}); do cp $W/log.txt $OUT/; cp $W/out/* $OUT/ 2>/dev/null; grep -q "ALL DONE" $W/log.txt && break; sleep 5; done
+  for i in $(seq 1 ${2:-110}); do grep -q "ALL DONE" $W/log.txt && break; sleep 5; done
   tail -n 60 $W/log.txt
-  cp $W/out/* $OUT/ 2>/dev/null; cp $W/log.txt $OUT/
+  # at most 8 files come back: the frames (npz) each, everything else in one tar
+  cp $W/out/*.npz $OUT/ 2>/dev/null; cp $W/log.txt $W/out/; (cd $W/out && tar cf $OUT/results.tar $(ls | grep -v '\.npz$'))
   ls -la $OUT ;;
 esac

@@ -65,6 +65,46 @@ def end_to_end(engine, seconds=10.0, quality=85):
     wall = time.perf_counter() - t0
     return {"frames": len(sizes), "fps": round(len(sizes)/wall, 1), "jpeg_kib": round(np.mean(sizes)/1024, 1)}
 
+def tick_costs(root, name, device, batches, budgets, reps=20):
+    """What one tick's GPU work costs per batch size, each part timed alone (synchronised, median of `reps`): the render
+    (motion field + rasteriser, as the server calls it: batch up to 64 in one call), nvJPEG of the rendered frames with
+    the copy of their bytes to the host, both together, and a 16-thread CPU JPEG pool instead. With `budgets`: the
+    render of an engine drawing only that many Gaussians (`--gaussians` on CUDA), and its PSNR against all of them."""
+    from being_nb.serve.worker import CpuJpeg, GpuJpeg, MAX_BATCH
+    from being_nb.train import psnr
+    engines = {"all": Engine(name, root, device, batch=MAX_BATCH)}
+    for g in budgets: engines[g] = Engine(name, root, device, batch=MAX_BATCH, gaussians=g)
+    full = engines["all"]
+    audio = speech(full, 8)
+    features = full.features(audio)
+    n = len(audio)//640
+    gpu, cpu = GpuJpeg(85) if torch.device(device).type == "cuda" else None, CpuJpeg(85, threads=16)
+    def median_ms(fn):
+        fn(); sync(device)
+        times = []
+        for _ in range(reps):
+            sync(device); t0 = time.perf_counter(); fn(); sync(device); times.append(time.perf_counter() - t0)
+        return round(1000*float(np.median(times)), 2)
+    out = []
+    for b in batches:
+        steps = list(range(b))
+        inputs = full.inputs(features, steps, n)
+        frames = full.render(steps, inputs)
+        row = {"batch": b, "render_ms": median_ms(lambda: full.render(steps, inputs)),
+               "cpu_jpeg16_ms": median_ms(lambda: [f.result() for f in cpu.encode(frames)])}
+        if gpu is not None:
+            row["nvjpeg_ms"] = median_ms(lambda: gpu.encode(frames))
+            row["render_nvjpeg_ms"] = median_ms(lambda: gpu.encode(full.render(steps, inputs)))
+        for g in budgets:
+            e = engines[g]
+            row[f"render_ms_{g}"] = median_ms(lambda: e.render(steps, inputs))
+            row[f"psnr_db_{g}"] = round(psnr(e.render(steps, inputs).float()/255, frames.float()/255), 2)
+        row["per_frame_ms"] = round(row.get("render_nvjpeg_ms", row["render_ms"] + row["cpu_jpeg16_ms"])/b, 3)
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    cpu.close()
+    return {"gaussians": {str(k): e.budget.drawn for k, e in engines.items()}, "rows": out}
+
 class Client(threading.Thread):
     "Streams `audio` in real time to /ws/NAME, acks every frame, records latencies."
     def __init__(self, url, audio, chunk=320, barrier=None):
@@ -230,6 +270,8 @@ if __name__ == "__main__":
     ap.add_argument("--gaussians", type=int, help="the server's Gaussian budget (default: its own: all on CUDA, CPU_GAUSSIANS on a CPU; 0: all)")
     ap.add_argument("--switch-interval", default="", help="comma-separated: the server's sys.setswitchinterval (s), a streaming run for each")
     ap.add_argument("--variants", default="[{}]", help='JSON list of ServeConfig fields, a streaming run for each, e.g. [{"loop": "asyncio"}, {"loop": "uvloop"}]')
+    ap.add_argument("--tick-costs", default="", help="comma-separated batch sizes: time one tick's render and JPEG alone (`tick_costs`)")
+    ap.add_argument("--budgets", default="", help="comma-separated Gaussian budgets for --tick-costs (render time and PSNR against all)")
     args = ap.parse_args()
     engine = Engine(args.name, args.root, args.device)
     machine = torch.cuda.get_device_name() if engine.device.type == "cuda" else f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
@@ -243,6 +285,11 @@ if __name__ == "__main__":
         print(json.dumps(report["end_to_end"]), flush=True)
     audio = speech(engine, args.seconds)
     del engine
+    if args.tick_costs:
+        report["tick_costs"] = tick_costs(args.root, args.name, args.device, [int(b) for b in args.tick_costs.split(",")],
+                                          [int(g) for g in args.budgets.split(",") if g])
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1))
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     report["serve_device"] = args.serve_device or args.device
     report["serve_gaussians"] = args.gaussians if args.gaussians is not None else "server default"

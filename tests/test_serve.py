@@ -837,3 +837,47 @@ def test_a_live_face_drives_the_sessions_that_ask_for_it(root, server):
         a.close(); b.close()
     finally:
         s.stop()
+
+def test_weights_stream_to_live_link_and_osc(root, server):
+    """`--livelink-out` / `--osc-out`: a session whose hello asks for "livelink" and "osc" has its ARKit weights sent to
+    those targets under its subject, frame for frame the weights its `blendshapes` messages carry, numbered in order;
+    a server given no target refuses such a hello (1008), so a web page cannot aim the server's UDP anywhere."""
+    import socket
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import BlockingOSCUDPServer
+    from being_nb.streams import parse_livelink
+    from being_nb.tts import synthesize
+    unreal = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); unreal.bind(("127.0.0.1", 0)); unreal.settimeout(0.5)
+    osc, frames_seen = [], []
+    dispatcher = Dispatcher()
+    dispatcher.map("/Anna/blendshapes", lambda address, *values: osc.append(values))
+    dispatcher.map("/Anna/frame", lambda address, frame, t: frames_seen.append(frame))
+    osc_server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    threading.Thread(target=osc_server.serve_forever, daemon=True).start()
+    s = Server(root, "--livelink-out", f"127.0.0.1:{unreal.getsockname()[1]}",
+               "--osc-out", f"127.0.0.1:{osc_server.server_address[1]}", "--no-admission")
+    try:
+        speech = synthesize("Papa made a big map.").audio[:16000]
+        with connect(s.ws + "tiny", open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "hello", "v": 1, "outputs": ["blendshapes", "livelink", "osc"], "subject": "Anna"}))
+            ready = json.loads(ws.recv(timeout=60))
+            assert ready["outputs"] == ["blendshapes", "livelink", "osc"] and ready["subject"] == "Anna", ready
+            _, shapes, ended = stream_speech(ws, speech, renders=False)
+        packets = []
+        while True:
+            try: packets.append(parse_livelink(unreal.recv(4096)))
+            except TimeoutError: break
+        sent = np.array([m["weights"] for m in shapes])
+        assert len(packets) == len(shapes) == ended["frames"] > 10
+        assert {p.subject for p in packets} == {"Anna"} and [p.frame for p in packets] == [m["seq"] for m in shapes]
+        assert np.abs(np.array([p.weights for p in packets]) - sent).max() < 1e-4      # messages round to 4 decimals
+        deadline = time.time() + 5
+        while len(osc) < len(shapes) and time.time() < deadline: time.sleep(0.05)
+        assert frames_seen == [m["seq"] for m in shapes] and np.abs(np.array(osc) - sent).max() < 1e-4
+    finally:
+        s.stop(); osc_server.shutdown(); unreal.close()
+    for output in ("livelink", "osc"):
+        with connect(server.ws + "tiny", open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "hello", "v": 1, "outputs": [output]}))
+            code, reason, texts = closed_with(ws)
+        assert code == 1008 and f"--{output}-out" in reason and texts[0]["code"] == f"no-{output}-out", (code, reason, texts)

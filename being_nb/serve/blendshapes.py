@@ -17,7 +17,7 @@ from ..motion import FRAME_SAMPLES
 from .worker import Audio, Command, Control, End, Failure, Join, Leave, Reset, Text
 
 # %% auto #0
-__all__ = ['Fanout', 'BlendshapeStream', 'BlendshapeWorker']
+__all__ = ['Fanout', 'WeightsOut', 'BlendshapeStream', 'BlendshapeWorker']
 
 # %% ../../nbs/39_serve_blendshapes.ipynb #2ee17010
 class Fanout:
@@ -26,6 +26,14 @@ class Fanout:
     def post(self, command:Command):
         for w in self.workers: w.post(command)
 
+# %% ../../nbs/39_serve_blendshapes.ipynb #e4077601
+@dataclass(frozen=True)
+class WeightsOut:
+    "Where a session's ARKit weights go (read by the blendshape worker from `client.weights_out` when it joins)."
+    messages: bool = True           # `blendshapes` messages on its WebSocket
+    senders: tuple = ()             # `LiveLinkSender`s and `OscSender`s (the server's targets, the session's subject)
+
+
 # %% ../../nbs/39_serve_blendshapes.ipynb #0fbdc91f
 @dataclass
 class BlendshapeStream:
@@ -33,10 +41,12 @@ class BlendshapeStream:
     client: object
     stream: object                  # its `PriorStream`
     renders: bool                   # frames are rendered too (their worker says `ended`)
+    out: WeightsOut                 # where its weights go
     epoch: int = 0
     start: int|None = None          # client sample where the utterance began; None: not speaking
     frames: int = 0                 # frames of the utterance given out
-    seq: int = 0                    # blendshape messages sent
+    seq: int = 0                    # weight frames given out in the session (message `seq`, Live Link/OSC frame number)
+    send_errors: int = 0            # UDP sends that failed (unreachable target): skipped, the session goes on
 
 # %% ../../nbs/39_serve_blendshapes.ipynb #bea25b64
 class BlendshapeWorker:
@@ -69,9 +79,13 @@ class BlendshapeWorker:
 
     def _apply(self, c:Command) -> list:
         if isinstance(c, Join):
-            self.streams[c.client] = BlendshapeStream(c.client, self.new_stream(), c.client.renders, c.client.epoch)
+            out = getattr(c.client, "weights_out", None) or WeightsOut()
+            self.streams[c.client] = BlendshapeStream(c.client, self.new_stream(), c.client.renders, out, c.client.epoch)
             return []
-        if isinstance(c, Leave): self.streams.pop(c.client, None); return []
+        if isinstance(c, Leave):
+            if (st := self.streams.pop(c.client, None)) is not None:
+                for s in st.out.senders: s.close()
+            return []
         if isinstance(c, Control): return []                             # controls change frames, not the weights
         st = self.streams.get(c.client)
         if st is None or c.epoch != c.client.epoch: return []          # gone, or interrupted after it was queued
@@ -91,9 +105,13 @@ class BlendshapeWorker:
         out = []
         for w in weights:
             st.seq += 1
-            out.append(Text(st.epoch, json.dumps({"type": "blendshapes", "seq": st.seq, "frame": st.frames,
-                                                  "pts": st.start + st.frames*FRAME_SAMPLES,
-                                                  "weights": [round(float(v), 4) for v in w]}), overtake=True))
+            for s in st.out.senders:
+                try: s.send(w, st.seq)
+                except OSError: st.send_errors += 1      # UDP: an unreachable target loses frames, not the session
+            if st.out.messages:
+                out.append(Text(st.epoch, json.dumps({"type": "blendshapes", "seq": st.seq, "frame": st.frames,
+                                                      "pts": st.start + st.frames*FRAME_SAMPLES,
+                                                      "weights": [round(float(v), 4) for v in w]}), overtake=True))
             st.frames += 1
-        self.frames_sent += len(out)
+        self.frames_sent += len(weights)
         return out

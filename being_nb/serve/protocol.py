@@ -19,9 +19,9 @@ from ..motion import EXPRESSION_BLENDSHAPES
 # %% auto #0
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
            'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'MAX_BACKLOG',
-           'LOOPBACK', 'OUTPUTS', 'CONTROL_FIELDS', 'ProtocolError', 'close_reason', 'pack_audio', 'parse_audio',
-           'pack_frame', 'parse_frame', 'parse_text', 'check_hello', 'error_text', 'parse_control', 'parse_face',
-           'face_weights']
+           'LOOPBACK', 'OUTPUTS', 'WEIGHT_OUTPUTS', 'SUBJECT_CHARS', 'CONTROL_FIELDS', 'ProtocolError', 'close_reason',
+           'pack_audio', 'parse_audio', 'pack_frame', 'parse_frame', 'parse_text', 'check_hello', 'error_text',
+           'parse_control', 'parse_face', 'face_weights']
 
 # %% ../../nbs/33_serve_protocol.ipynb #66b9e704
 PROTOCOL_VERSION = 1
@@ -37,7 +37,9 @@ MAX_AHEAD = 2*SAMPLE_RATE                   # a session's audio may run at most 
 MAX_INDEX = 2**40                           # sample indices from here on (about 2 years of audio) are refused
 MAX_BACKLOG = 4*2**20                       # bytes waiting to go to a client that does not read (pongs to a ping flood)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-OUTPUTS = ("frames", "blendshapes")         # what a session may ask for in its hello (default: frames)
+OUTPUTS = ("frames", "blendshapes", "livelink", "osc")   # what a session may ask for in its hello (default: frames)
+WEIGHT_OUTPUTS = ("blendshapes", "livelink", "osc")     # of those, the ones made of the speech prior's ARKit weights
+SUBJECT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")   # in a subject name
 
 class ProtocolError(Exception):
     "A message the protocol does not allow: sent to the client as an error, then closes with `close` (if set)."
@@ -88,7 +90,8 @@ def parse_text(text:str) -> dict:
 def check_hello(message) -> dict:
     """The client's first message, checked: a JSON `hello` of this protocol version with 16 kHz pcm_s16le audio; its
     optional `face` ("livelink", or "livelink:SUBJECT" for one phone) makes the server's Live Link input drive the eyes
-    and brows."""
+    and brows; its optional `subject` (1-64 letters, digits, `_`, `-`, `.`; default "being") names the session's
+    weights on the server's Live Link and OSC outputs."""
     if not isinstance(message, str): raise ProtocolError("no-hello", "the first message must be a JSON hello", close=1008)
     m = parse_text(message)
     if m["type"] != "hello": raise ProtocolError("no-hello", f"the first message must be hello, not {m['type']!r}", close=1008)
@@ -104,7 +107,10 @@ def check_hello(message) -> dict:
         raise ProtocolError("bad-face-source", f"face must be \"livelink\" or \"livelink:SUBJECT\", not {face!r}", close=1008)
     if face is not None and "frames" not in outputs:
         raise ProtocolError("bad-face-source", "a face moves the frames: ask for the \"frames\" output too", close=1008)
-    return {**m, "outputs": [o for o in OUTPUTS if o in outputs]}
+    subject = m.get("subject", "being")
+    if not (isinstance(subject, str) and 0 < len(subject) <= 64 and set(subject) <= SUBJECT_CHARS):
+        raise ProtocolError("bad-subject", f"subject must be 1-64 letters, digits, '_', '-' or '.', not {subject!r}", close=1008)
+    return {**m, "outputs": [o for o in OUTPUTS if o in outputs], "subject": subject}
 
 def error_text(code:str, message:str) -> str:
     "An `error` text message."

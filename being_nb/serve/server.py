@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..core import CPU_GAUSSIANS, FPS, SAMPLE_RATE, BeingError, avatars_root, get_device
 from .http import LOOPBACK, Gate, Routes, trained_avatars
-from .protocol import MAX_MESSAGE, PROTOCOL_VERSION, ProtocolError, check_hello, close_reason, error_text
+from .protocol import MAX_MESSAGE, PROTOCOL_VERSION, WEIGHT_OUTPUTS, ProtocolError, check_hello, close_reason, error_text
 from .session import Session, SessionLimits
 from .worker import MAX_BATCH, SHED_AFTER, TICK, AvatarWorker, TickReport
 
@@ -55,6 +55,8 @@ class ServeConfig:
     audio_encoder: str|None = None  # the speech encoder the avatars were prepared with (default: found as prepare finds it)
     livelink_in: int|None = None    # a UDP port for Live Link Face packets (0: any free one): the eyes and brows of the
                                     # sessions whose hello asks for `"face": "livelink"`
+    livelink_out: str|None = None   # HOST[:PORT] (Unreal's Live Link): the weights of sessions asking for "livelink"
+    osc_out: str|None = None        # HOST:PORT: the weights of sessions asking for "osc"
 
     @property
     def limits(self) -> SessionLimits: return SessionLimits(self.max_unacked, self.idle_after, self.idle_timeout)
@@ -164,6 +166,28 @@ class AvatarServer:
         self.blendshapes_loading = asyncio.Lock()
         self.faces: dict = {}                      # session -> the Live Link subject it follows ("" for any)
         self.livelink, self.livelink_port = None, None   # the UDP transport of `--livelink-in`, and its port
+        from being_nb.streams import LIVELINK_PORT, OSC_PORT, parse_target
+        c = self.config                            # where sessions' weights may go: the operator's targets, checked now
+        self.targets = {k: parse_target(spec, port, option) for k, spec, port, option in
+                        [("livelink", c.livelink_out, LIVELINK_PORT, "--livelink-out"), ("osc", c.osc_out, OSC_PORT, "--osc-out")] if spec}
+
+    def check_targets(self, hello:dict):
+        "`ProtocolError` if the hello asks for a Live Link or OSC output this server was not given a target for."
+        for kind, option in (("livelink", "--livelink-out HOST[:PORT]"), ("osc", "--osc-out HOST:PORT")):
+            if kind in hello["outputs"] and kind not in self.targets:
+                raise ProtocolError(f"no-{kind}-out", f"this server sends no {kind} output: start it with {option}", close=1008)
+
+    def weights_out(self, hello:dict):
+        """Where a session's ARKit weights go (`WeightsOut`): its WebSocket if it asked for "blendshapes", and a sender to
+        each of the server's Live Link and OSC targets it asked for (`check_targets` first), under its subject."""
+        from being_nb.serve.blendshapes import WeightsOut
+        from being_nb.streams import LiveLinkSender, OscSender
+        senders, subject = [], hello["subject"]
+        for kind in ("livelink", "osc"):
+            if kind not in hello["outputs"]: continue
+            host, port = self.targets[kind]
+            senders.append(LiveLinkSender(host, port, subject=subject) if kind == "livelink" else OscSender(host, port, prefix=f"/{subject}"))
+        return WeightsOut("blendshapes" in hello["outputs"], tuple(senders))
 
     def live_face(self, frame):
         "A Live Link Face frame: to every session following its subject (on the event loop)."
@@ -257,6 +281,7 @@ async def _connection(server:AvatarServer, ws):
         face = hello.get("face")
         if face is not None and server.livelink is None:
             raise ProtocolError("no-livelink", "this server takes no Live Link Face input: start it with --livelink-in PORT", close=1008)
+        server.check_targets(hello)
         candidate = server.place(name) if renders else None      # blendshapes only: nothing is rendered
         if (refused := server.refusal(candidate)) is not None:
             server.metrics.refused.labels(refused[0]).inc()
@@ -274,15 +299,18 @@ async def _connection(server:AvatarServer, ws):
             ready.update(width=engine.size, height=engine.size, format="jpeg", max_unacked=server.config.max_unacked,
                          lookahead_ms=round(lookahead, 1), gaussians=engine.budget.drawn)
             workers.append(avatar.worker)
-        if "blendshapes" in hello["outputs"]:
+        weighs = any(o in WEIGHT_OUTPUTS for o in hello["outputs"])
+        if weighs:
             blendshapes = await server.blendshape_worker()
             from being_nb.serve.blendshapes import Fanout
             workers.append(blendshapes)
             if not renders: ready["lookahead_ms"] = round(blendshapes.lookahead_s*1000, 1)
+            if "livelink" in hello["outputs"] or "osc" in hello["outputs"]: ready["subject"] = hello["subject"]
         if face is not None: ready["face"] = face
         await ws.send(json.dumps(ready))
         session = Session(ws, workers[0] if len(workers) == 1 else Fanout(*workers), server.config.limits,
                           on_frame=server.metrics.latency.observe, renders=renders)
+        session.weights_out = server.weights_out(hello) if weighs else None    # its sockets close when it leaves
         if face is not None: server.faces[session] = face.partition(":")[2]
         session.outbox.on_drop = server.metrics.dropped.labels("window").inc
         await session.run()

@@ -120,6 +120,7 @@ class Session:
         self.began = self.last_message = time.monotonic()
         self.accepted = 0                                  # samples taken in (gaps filled with silence included)
         self.renders = renders
+        self.weights_out = None                            # where the blendshape worker sends its weights (`WeightsOut`)
         self.told_window = (0, 0.0)                        # (window drops, when) of the last `dropped` message about them
         self.controls = Controls()                         # from `control` messages
         self.face: dict = {}                               # the eyes and brows of the last `face` message
