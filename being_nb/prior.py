@@ -21,9 +21,9 @@ from .face import ARKIT_BLENDSHAPES, N_BLENDSHAPES, arkit_from_mediapipe, blends
 # %% auto #0
 __all__ = ['PRIOR_WINDOW', 'STREAMING_AHEAD', 'CENTRED_AHEAD', 'PRIOR_ENV', 'PRIOR_FILE', 'PRIOR_FORMAT', 'PRIOR_TIMINGS',
            'EXPORT_FORMATS', 'window_index', 'BlendshapeStats', 'smooth_weights', 'tracked_weights', 'PriorConfig',
-           'SpeechPrior', 'predict', 'PriorStream', 'speech_weights', 'save_prior', 'load_prior', 'shipped_prior',
-           'locate_prior', 'find_prior', 'avatar_prior', 'PriorClip', 'clip_from_avatar', 'check_features',
-           'prior_encoder', 'PriorStep', 'export_metadata', 'export_prior']
+           'SpeechPrior', 'predict', 'PriorStream', 'speech_weights', 'push_streams', 'save_prior', 'load_prior',
+           'shipped_prior', 'locate_prior', 'find_prior', 'avatar_prior', 'PriorClip', 'clip_from_avatar',
+           'check_features', 'prior_encoder', 'PriorStep', 'export_metadata', 'export_prior']
 
 # %% ../nbs/15_prior.ipynb #5a3d68d4
 PRIOR_WINDOW = 24        # feature frames (480 ms) the prior reads for one video frame
@@ -173,32 +173,45 @@ class PriorStream:
         self.done = 0             # frames given out
         self.samples = 0
 
-    def _frames(self, upto:int, n_features:int) -> np.ndarray:
+    def _windows(self, upto:int, n_features:int) -> np.ndarray:
+        "[n, window, dim] the prior's inputs of frames `done .. upto` (copies); they count as given out."
         c = self.prior.config
         frames = np.arange(self.done, upto)
-        if len(frames) == 0: return np.zeros((0, N_BLENDSHAPES), np.float32)
-        index = window_index(frames, n_features, c.window, c.ahead) - self.first
-        with torch.no_grad():
-            z = self.prior(torch.from_numpy(self.buffer[index]).to(self.prior.feature_mean.device)).float().cpu().numpy()
+        if len(frames) == 0: return np.zeros((0, c.window, c.feature_dim), np.float32)
+        x = self.buffer[window_index(frames, n_features, c.window, c.ahead) - self.first]
         self.done = upto
         keep = max(0, upto*FEATURES_PER_VIDEO_FRAME - (c.window - c.ahead) - self.first)   # what the next frame may read
         self.buffer, self.first = self.buffer[keep:], self.first + keep
+        return x
+
+    def take(self, chunk:np.ndarray) -> np.ndarray:
+        "The encoder windows `chunk` completes (`StreamingFeatures.take`): `push` in phases, for `push_streams`."
+        self.samples += len(chunk)
+        return self.features.take(chunk)
+
+    def windows(self, new:np.ndarray) -> np.ndarray:
+        "Add feature frames `new` (of `take`'s windows); the prior's inputs [n, window, dim] of the frames now complete."
+        self.buffer = np.concatenate([self.buffer, new])
+        n = self.first + len(self.buffer)
+        ready = max(0, (n - self.prior.config.ahead)//FEATURES_PER_VIDEO_FRAME + 1) if n else 0
+        return self._windows(ready, n)
+
+    def weights(self, x:np.ndarray) -> np.ndarray:
+        "[n, 52] ARKit weights of the prior's inputs `x` [n, window, dim]."
+        if not len(x): return np.zeros((0, N_BLENDSHAPES), np.float32)
+        with torch.no_grad():
+            z = self.prior(torch.from_numpy(x).to(self.prior.feature_mean.device)).float().cpu().numpy()
         return self.stats.weights(z)
 
     def push(self, chunk:np.ndarray) -> np.ndarray:
         "[n, 52] weights of the frames completed by `chunk` (float samples, 16 kHz mono)."
-        self.samples += len(chunk)
-        new = self.features.push(chunk)
-        self.buffer = np.concatenate([self.buffer, new])
-        n = self.first + len(self.buffer)
-        ready = max(0, (n - self.prior.config.ahead)//FEATURES_PER_VIDEO_FRAME + 1) if n else 0
-        return self._frames(ready, n)
+        return self.weights(self.windows(self.features.encode(self.take(chunk))))
 
     def flush(self) -> np.ndarray:
         "[n, 52] the remaining frames of the utterance (its length rounded to whole frames), then reset."
         self.buffer = np.concatenate([self.buffer, self.features.flush()])
         n_frames = max(1, round(self.samples*FPS/SAMPLE_RATE))
-        out = self._frames(n_frames, self.first + len(self.buffer))
+        out = self.weights(self._windows(n_frames, self.first + len(self.buffer)))
         self.reset()
         return out
 
@@ -210,6 +223,25 @@ def speech_weights(prior:SpeechPrior, encoder:AudioEncoder, audio:np.ndarray,
         raise ValueError(f"the prior hears {prior.config.features!r} features, the encoder gives {encoder.name!r}")
     n = max(1, round(len(audio)*FPS/SAMPLE_RATE))
     return (stats or prior.corpus_stats).weights(predict(prior, encoder(audio), n))
+
+# %% ../nbs/15_prior.ipynb #b131a3bd
+def push_streams(pairs:list) -> list:
+    """`stream.push(chunk)` for many (`PriorStream`, chunk) pairs of one prior and encoder, batched: one encoder call
+    for every stream's completed windows and one prior call for every stream's completed frames, instead of two calls
+    per stream (a live server's blendshape sessions). Returns each stream's weights [n, 52]."""
+    if not pairs: return []
+    first = pairs[0][0]
+    if any(s.prior is not first.prior or s.features.encoder is not first.features.encoder for s, _ in pairs):
+        raise ValueError("push_streams batches streams of one prior and one encoder")
+    enc = first.features.encoder
+    windows = [s.take(chunk) for s, chunk in pairs]
+    total = np.concatenate(windows)
+    features = enc.encode_blocks(total, bar=False) if len(total) else np.zeros((0, enc.dim), np.float32)
+    ends = np.cumsum([len(w)*enc.block for w in windows])
+    inputs = [s.windows(features[e - len(w)*enc.block:e]) for (s, _), w, e in zip(pairs, windows, ends)]
+    weights = first.weights(np.concatenate(inputs))
+    ends = np.cumsum([len(x) for x in inputs])
+    return [weights[e - len(x):e] for x, e in zip(inputs, ends)]
 
 # %% ../nbs/15_prior.ipynb #2f605e34
 PRIOR_ENV = "BEING_PRIOR"

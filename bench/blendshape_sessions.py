@@ -57,7 +57,7 @@ def main():
     speech = speech[:int(a.seconds*16000)]
     import shutil
     proc = subprocess.Popen([shutil.which("being"), "serve", "--root", a.root, "--port", "0", "--device", "cpu",
-                             "--max-sessions", "1000"], stdout=subprocess.PIPE, text=True)
+                             "--max-sessions", "1000", "--no-admission"], stdout=subprocess.PIPE, text=True)
     port = int(re.search(r":(\d+)/", proc.stdout.readline()).group(1))
     rows = []
     try:

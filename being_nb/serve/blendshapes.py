@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..motion import FRAME_SAMPLES
+from collections import deque
+from ..prior import push_streams
 from .worker import Audio, Command, Control, End, Failure, Join, Leave, Reset, Text
 
 # %% auto #0
@@ -50,7 +53,9 @@ class BlendshapeStream:
 
 # %% ../../nbs/39_serve_blendshapes.ipynb #bea25b64
 class BlendshapeWorker:
-    "The speech prior on every session that asks for blendshapes, on one thread; results go to `client.deliver`."
+    """The speech prior on every session that asks for ARKit weights, on one thread; results go to `client.deliver`.
+    The commands waiting when it wakes are handled together: each session's in order, and the sessions' audio in
+    rounds of one chunk per session through one encoder call and one prior call (`prior.push_streams`)."""
     def __init__(self, prior, encoder):
         from being_nb.prior import PriorStream
         self.new_stream = lambda: PriorStream(prior, encoder)
@@ -58,6 +63,8 @@ class BlendshapeWorker:
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self.streams: dict = {}
         self.frames_sent = 0
+        self.busy = 0.0                             # share of the thread's time at work, over about a second
+        self._work, self._since = 0.0, time.monotonic()
         self.thread = threading.Thread(target=self._run, name="blendshapes", daemon=True)
         self.thread.start()
 
@@ -73,11 +80,53 @@ class BlendshapeWorker:
 
     def _run(self):
         while (c := self.commands.get()) is not None:
-            try: items = self._apply(c)
-            except Exception as e: items = [Failure(getattr(c, "epoch", 0), e)]   # this session fails, not the thread
-            if items: c.client.loop.call_soon_threadsafe(c.client.deliver, items)
+            commands = [c]
+            while True:                                          # and every command that came meanwhile
+                try: c = self.commands.get_nowait()
+                except queue.Empty: break
+                if c is None: return self._handle(commands)
+                commands.append(c)
+            t0 = time.monotonic()
+            self._handle(commands)
+            now = time.monotonic()
+            self._work += now - t0
+            if now - self._since >= 1.0:                         # admission reads it (`AvatarServer.refusal`)
+                self.busy, self._work, self._since = self._work/(now - self._since), 0.0, now
+
+    def _handle(self, commands:list):
+        "Carry out `commands`: each session's in order; the sessions' audio in rounds, pushed together."
+        out, queues = {}, {}
+        def give(client, items):
+            if items: out.setdefault(client, []).extend(items)
+        for c in commands: queues.setdefault(c.client, deque()).append(c)
+        while queues:
+            pushes = []                                          # (stream, audio): at most one per session a round
+            for client, q in list(queues.items()):
+                while q:
+                    c = q.popleft()
+                    try:
+                        if not isinstance(c, Audio): give(client, self._apply(c)); continue
+                        if (st := self._audio_stream(c)) is not None: pushes.append((st, c)); break
+                    except Exception as e:                       # this session fails, not the thread
+                        give(client, [Failure(getattr(c, "epoch", 0), e)]); q.clear()
+                if not q: del queues[client]
+            if not pushes: continue
+            try: results = push_streams([(st.stream, c.samples) for st, c in pushes])
+            except Exception as e: results = [e]*len(pushes)
+            for (st, c), w in zip(pushes, results):
+                give(c.client, [Failure(c.epoch, w)] if isinstance(w, Exception) else self._messages(st, w))
+        for client, items in out.items(): client.loop.call_soon_threadsafe(client.deliver, items)
+
+    def _audio_stream(self, c:Audio) -> BlendshapeStream|None:
+        "The stream an audio command feeds, brought to its epoch and utterance (None: gone or interrupted since)."
+        st = self.streams.get(c.client)
+        if st is None or c.epoch != c.client.epoch: return None
+        if st.epoch != c.epoch: st.stream.reset(); st.epoch, st.start = c.epoch, None
+        if st.start is None: st.stream.reset(); st.start, st.frames = c.start, 0
+        return st
 
     def _apply(self, c:Command) -> list:
+        "A command other than audio."
         if isinstance(c, Join):
             out = getattr(c.client, "weights_out", None) or WeightsOut()
             self.streams[c.client] = BlendshapeStream(c.client, self.new_stream(), c.client.renders, out, c.client.epoch)
@@ -91,9 +140,6 @@ class BlendshapeWorker:
         if st is None or c.epoch != c.client.epoch: return []          # gone, or interrupted after it was queued
         if st.epoch != c.epoch or isinstance(c, Reset):                  # an interrupt: forget the speech
             st.stream.reset(); st.epoch, st.start = c.epoch, None
-        if isinstance(c, Audio):
-            if st.start is None: st.stream.reset(); st.start, st.frames = c.start, 0
-            return self._messages(st, st.stream.push(c.samples))
         if isinstance(c, End) and st.start is not None:
             items = self._messages(st, st.stream.flush())
             if not st.renders: items.append(Text(st.epoch, json.dumps({"type": "ended", "frames": st.frames, "start": st.start})))

@@ -212,12 +212,18 @@ class AvatarServer:
                 self.blendshapes = await asyncio.get_running_loop().run_in_executor(None, load)
         return self.blendshapes
 
-    def refusal(self, slot:Slot|None) -> tuple[str, str]|None:
-        "Why a new session on `slot` is refused, as (reason, message), or None."
+    def refusal(self, slot:Slot|None, weighs:bool=False) -> tuple[str, str]|None:
+        """Why a new session on `slot` (None: it renders nothing) is refused, as (reason, message), or None. `weighs`: it
+        asks for ARKit weights, so the blendshape thread's measured capacity counts too."""
         c = self.config
         if len(self.sessions) >= c.max_sessions:
             return "full", f"the server is full ({c.max_sessions} sessions); try again later"
-        if slot is None or not c.admission or not slot.sessions: return None    # None: blendshapes only, no render
+        bs = self.blendshapes
+        if weighs and c.admission and bs is not None and bs.sessions >= UNMEASURED_SESSIONS and \
+                (bs.sessions + 1)*bs.busy/bs.sessions > c.capacity:
+            return "capacity", (f"the server is at capacity: {bs.sessions} sessions use {100*bs.busy:.0f}% of its "
+                                "blendshape thread; try again later")
+        if slot is None or not c.admission or not slot.sessions: return None
         cost = slot.cost_per_session()
         if cost == 0 and slot.sessions >= UNMEASURED_SESSIONS:
             return "capacity", (f"the server is measuring its render time on {slot.device} ({slot.sessions} sessions are "
@@ -284,7 +290,7 @@ async def _connection(server:AvatarServer, ws):
             raise ProtocolError("no-livelink", "this server takes no Live Link Face input: start it with --livelink-in PORT", close=1008)
         server.check_targets(hello)
         candidate = server.place(name) if renders else None      # blendshapes only: nothing is rendered
-        if (refused := server.refusal(candidate)) is not None:
+        if (refused := server.refusal(candidate, any(o in WEIGHT_OUTPUTS for o in hello["outputs"]))) is not None:
             server.metrics.refused.labels(refused[0]).inc()
             return await _refuse(ws, "busy", refused[1], 1013)
         slot = candidate
