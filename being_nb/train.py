@@ -21,8 +21,8 @@ from .data import AvatarData
 from .model import AvatarModel, model_from_checkpoint, new_model
 
 # %% auto #0
-__all__ = ['GAUSSIAN_LRS', 'ssim', 'psnr', 'photometric_loss', 'TrainConfig', 'gaussian_optimizers', 'set_means_lr', 'trains',
-           'Trainer', 'render_frames', 'held_out_psnr', 'train', 'export_gaussians']
+__all__ = ['GAUSSIAN_LRS', 'ssim', 'psnr', 'photometric_loss', 'TrainConfig', 'blink_odds', 'gaussian_optimizers', 'set_means_lr',
+           'trains', 'Trainer', 'render_frames', 'held_out_psnr', 'train', 'export_gaussians']
 
 # %% ../nbs/25_train.ipynb #8717adcc
 def _gaussian_window(size:int=11, sigma:float=1.5, device=None) -> torch.Tensor:
@@ -74,6 +74,9 @@ class TrainConfig:
     adapt_steps: int|None = None                  # blendshape-driven: steps adapting the prior to this person (0: off;
                                                   # None: 1000 with the centred prior, 0 with the 80 ms one: bench/prior.md)
     lip_weight: float = 0.5                       # weight of the lip-box loss
+    eye_weight: float = 0.5                       # weight of the eye-box loss (both eyes: blinks are a few pixels)
+    blink_boost: float = 4.0                      # frames are drawn with weight 1 + blink_boost x their eyeBlink (a
+                                                  # clip's blinks are ~5% of its frames: otherwise barely learned)
     alpha_weight: float = 0.05                    # penalty on head opacity outside the head mask
     motion_weight: float = 1e-3                   # motion regulariser
     lr_means: float = 2e-3                        # cm per step, decays 100x over training
@@ -94,6 +97,16 @@ class TrainConfig:
         "Which stage `step` belongs to."
         ends = np.cumsum(self.stages)*self.iterations
         return ["warmup", "face", "mouth", "fuse"][int(np.searchsorted(ends, step, side="right").clip(0, 3))]
+
+# %% ../nbs/25_train.ipynb #b7358291
+def blink_odds(expression:np.ndarray,     # [N, E] the training frames' expression inputs (`EXPRESSION_BLENDSHAPES` order)
+               boost:float) -> np.ndarray: # [N] probabilities of drawing each frame
+    """Frames drawn with weight 1 + `boost` x their mean eyeBlink (0-1), so the few blink frames of a clip are seen
+    often enough for the motion field to close the lids (`boost` 0: uniform)."""
+    from being_nb.motion import EXPRESSION_BLENDSHAPES
+    blink = expression[:, [EXPRESSION_BLENDSHAPES.index("eyeBlinkLeft"), EXPRESSION_BLENDSHAPES.index("eyeBlinkRight")]].mean(1)
+    w = 1 + boost*np.clip(blink, 0, 1)
+    return w/w.sum()
 
 # %% ../nbs/25_train.ipynb #b989dc9c
 GAUSSIAN_LRS = {"quats": 1e-3, "scales": 5e-3, "opacities": 5e-2, "sh0": 2.5e-3, "shN": 2.5e-3/20}
@@ -122,6 +135,7 @@ class Trainer:
         from being_nb.motion import AudioTiming
         self.data = AvatarData(avatar, cfg.size, self.device, encoder,
                                timing=AudioTiming(cfg.window_ahead, cfg.neighbours_ahead), drive=cfg.drive)
+        self.frame_odds = blink_odds(self.data.expression[self.data.train_idx].cpu().numpy(), cfg.blink_boost)
         self.model_dir = avatar.model_dir
         self.model_dir.mkdir(parents=True, exist_ok=True)
         latest = avatar.latest_checkpoint
@@ -188,6 +202,9 @@ def frame_loss(self, i:int, stage:str) -> tuple[torch.Tensor, dict, float]:
     loss = photometric_loss(image[y0:y1, x0:x1], target[y0:y1, x0:x1])
     ly0, ly1, lx0, lx1 = d.lip_boxes[i]
     loss = loss + self.cfg.lip_weight*photometric_loss(image[ly0:ly1, lx0:lx1], target[ly0:ly1, lx0:lx1])
+    if self.cfg.eye_weight:
+        ey0, ey1, ex0, ex1 = d.eye_boxes[i]
+        loss = loss + self.cfg.eye_weight*photometric_loss(image[ey0:ey1, ex0:ex1], target[ey0:ey1, ex0:ex1])
     loss = loss + self.cfg.alpha_weight*(info["alpha"][..., 0]*(~head_mask)).mean()
     if moving:
         from being_nb.motion import motion_penalties
@@ -208,7 +225,7 @@ def train_step(self) -> dict:
     _require_grad(m.head, learn["head"]); _require_grad(m.mouth, learn["mouth"])
     _require_grad(m.motion.face, learn["face_motion"]); _require_grad(m.motion.audio, learn["face_motion"])
     _require_grad(m.motion.mouth, learn["mouth_motion"])
-    i = int(self.rng.choice(self.data.train_idx))
+    i = int(self.rng.choice(self.data.train_idx, p=self.frame_odds))
     set_means_lr(self.opt_head, cfg, step); set_means_lr(self.opt_mouth, cfg, step)
     loss, info, frame_psnr = self.frame_loss(i, stage)
     densify = cfg.densify and learn["head"] and info["means2d"].requires_grad

@@ -4,7 +4,7 @@
 # call), and launch `run` in the background: compile gsplat, train every avatar in $NAMES at once with the CUDA
 # defaults (one GPU; each run alone leaves it mostly idle; NAME:prior trains a blendshape-driven avatar, `being train
 # --prior`, and renders its puppet and controls frames for bench/puppet.py and bench/controls.py to read here), then run
-# bench/serve_bench.py on each (with $TICKCOSTS batch sizes: one tick's parts timed alone, $BUDGETS Gaussian budgets; sessions $SESSIONS,
+# bench/serve_bench.py on each ($SERVE: only these; with $TICKCOSTS batch sizes: one tick's parts timed alone, $BUDGETS Gaussian budgets; sessions $SESSIONS,
 # the server's GIL switch intervals $SWITCH, ServeConfig variants $VARIANTS; $SPEED empty: streaming only). `collect [N]` (later calls): wait up to N x 5 s, then copy the results and
 # logs into $OUT.
 set -u
@@ -20,7 +20,7 @@ start)
   python3 -c "import torchvision; print('torchvision', torchvision.__version__)" || echo "no torchvision"
   [ -n "${VARIANTS:-}" ] || VARIANTS='[{}]'        # (not a ${VARIANTS:-...} default: its braces end the expansion)
   setsid nohup env ITER=${ITER:-10000} NAMES="${NAMES:-obama woman8}" SESSIONS="${SESSIONS:-1,16,32,48,64,96}" \
-      SWITCH="${SWITCH:-}" VARIANTS="$VARIANTS" SPEED="${SPEED:-}" TICKCOSTS="${TICKCOSTS:-}" BUDGETS="${BUDGETS:-}" bash $W/code/bench/device_serve.sh run > $W/log.txt 2>&1 < /dev/null &
+      SWITCH="${SWITCH:-}" VARIANTS="$VARIANTS" SPEED="${SPEED:-}" SERVE="${SERVE:-}" TICKCOSTS="${TICKCOSTS:-}" BUDGETS="${BUDGETS:-}" bash $W/code/bench/device_serve.sh run > $W/log.txt 2>&1 < /dev/null &
   echo "started: $(ls $W/av | paste -sd ' ')" ;;
 run)
   cd $W/code
@@ -46,7 +46,7 @@ print('trained $name', t.step_count, 'steps')" > $W/train_$name.log 2>&1 &
       python3 bench/controls.py $W/av $name --render-only $W/out/controls_$name.npz --device cuda --size 0
     fi
   done
-  for spec in $NAMES; do
+  for spec in ${SERVE:-$NAMES}; do
     name=${spec%%:*}
     cp $W/av/$name/model/config.json $W/out/${name}_config.json; cp $W/av/$name/model/metrics.json $W/out/${name}_metrics.json 2>/dev/null
     python3 bench/serve_bench.py $W/av $name $W/out/serve_gpu_$name.json --device cuda --sessions $SESSIONS \
@@ -55,9 +55,11 @@ print('trained $name', t.step_count, 'steps')" > $W/train_$name.log 2>&1 &
   done
   echo "ALL DONE" ;;
 collect)
-  for i in $(seq 1 ${2:-110}); do grep -q "ALL DONE" $W/log.txt && break; sleep 5; done
+  # at most 8 files come back: the frames (npz) each, everything else in one tar (refreshed as it goes: a call cut
+  # short still brings back what was measured)
+  keep() { cp $W/out/*.npz $OUT/ 2>/dev/null; cp $W/log.txt $W/out/; (cd $W/out && tar cf $OUT/results.tar $(ls | grep -v '\.npz$')); }
+  for i in $(seq 1 ${2:-110}); do grep -q "ALL DONE" $W/log.txt && break; sleep 5; [ $((i % 6)) = 0 ] && keep; done
   tail -n 60 $W/log.txt
-  # at most 8 files come back: the frames (npz) each, everything else in one tar
-  cp $W/out/*.npz $OUT/ 2>/dev/null; cp $W/log.txt $W/out/; (cd $W/out && tar cf $OUT/results.tar $(ls | grep -v '\.npz$'))
+  keep
   ls -la $OUT ;;
 esac

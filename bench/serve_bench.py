@@ -161,11 +161,12 @@ def client_group(url, audio, barrier, results, k):
 
 def start_server(root, device, max_sessions, jpeg="auto", tick_ms=None, gaussians=None, switch_interval=None, variant=None):
     "`being serve` in a subprocess, admission off (the benchmark sets the load), on a free port; `variant`: more ServeConfig fields."
+    fields = dict(root=str(root), port=0, device=device, max_sessions=max_sessions, jpeg=jpeg, admission=False,
+                  gaussians=gaussians, **({"tick": tick_ms/1000} if tick_ms else {}))
+    fields.update(variant or {})                       # a variant's fields win over the options'
     code = ((f"import sys; sys.setswitchinterval({switch_interval}); " if switch_interval else "") +
             "from being_nb.serve.server import ServeConfig, serve; "
-            f"serve(ServeConfig(root={str(root)!r}, port=0, device={device!r}, max_sessions={max_sessions}, "
-            f"jpeg={jpeg!r}, admission=False, gaussians={gaussians!r}" + (f", tick={tick_ms/1000}" if tick_ms else "") +
-            "".join(f", {k}={v!r}" for k, v in (variant or {}).items()) + "))")
+            "serve(ServeConfig(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + "))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     port = int(re.search(r":(\d+)/", line).group(1))
