@@ -57,7 +57,6 @@ class ServeConfig:
                                     # sessions whose hello asks for `"face": "livelink"`
     livelink_out: str|None = None   # HOST[:PORT] (Unreal's Live Link): the weights of sessions asking for "livelink"
     osc_out: str|None = None        # HOST:PORT: the weights of sessions asking for "osc"
-    pipeline: bool = False          # JPEGs encoded by each worker's delivery thread, overlapping the next tick
 
     @property
     def limits(self) -> SessionLimits: return SessionLimits(self.max_unacked, self.idle_after, self.idle_timeout)
@@ -265,7 +264,7 @@ class AvatarServer:
                                                                          gaussians=budget or None))
                 await loop.run_in_executor(None, engine.replay.preload)     # no session waits on a first decode
                 worker = AvatarWorker(engine, c.jpeg, c.jpeg_quality, c.tick, c.shed_after,
-                                      on_tick=lambda report: self.metrics.on_tick(slot.label, report), pipeline=c.pipeline)
+                                      on_tick=lambda report: self.metrics.on_tick(slot.label, report))
                 slot.avatars[name] = LoadedAvatar(engine, worker)
         return slot.avatars[name]
 

@@ -31,7 +31,7 @@ from .protocol import IDLE, SPEAKING, pack_frame
 # %% auto #0
 __all__ = ['FRAME', 'TICK', 'MAX_BATCH', 'CATCH_UP', 'SHED_AFTER', 'BUDGET', 'STALLED_IDLE', 'DROPPED_EVERY', 'Command', 'Client',
            'Join', 'Audio', 'End', 'Reset', 'Leave', 'Control', 'Frame', 'Text', 'Failure', 'FrameJob', 'Stream',
-           'TickReport', 'Pending', 'CpuJpeg', 'GpuJpeg', 'jpeg_encoder', 'AvatarWorker']
+           'TickReport', 'CpuJpeg', 'GpuJpeg', 'jpeg_encoder', 'AvatarWorker']
 
 # %% ../../nbs/34_serve_worker.ipynb #e05376cd
 FRAME = 1/FPS          # s: one video frame, the most often a session gets one
@@ -163,13 +163,6 @@ class TickReport:
     speech: float = 0.0                 # of the work, the commands: the sessions' audio through their speech fronts
     render: float = 0.0                 # of the work, rendering and JPEG encoding (the device's work and its launches)
 
-# %% ../../nbs/34_serve_worker.ipynb #1314836d
-@dataclass(frozen=True)
-class Pending:
-    "A render call's frames on their way to the delivery thread, which encodes their JPEGs (a pipelined worker)."
-    images: torch.Tensor                # uint8 [B, H, W, 3] on the device
-
-
 # %% ../../nbs/34_serve_worker.ipynb #42cd6373
 class CpuJpeg:
     "JPEGs by a thread pool: `encode(images uint8 [B,H,W,3])` returns futures of bytes."
@@ -219,9 +212,8 @@ class AvatarWorker:
                  jpeg_quality:int=85,
                  tick:float=TICK,           # s between ticks
                  shed_after:float=SHED_AFTER,   # s a speech frame may be past due before it is skipped
-                 on_tick=None,              # called with a `TickReport` after every tick (metrics, admission)
-                 pipeline:bool=False):      # JPEGs encoded by the delivery thread while the tick thread goes on
-        self.engine, self.tick, self.shed_after, self.pipeline = engine, tick, shed_after, pipeline
+                 on_tick=None):             # called with a `TickReport` after every tick (metrics, admission)
+        self.engine, self.tick, self.shed_after = engine, tick, shed_after
         self.jpeg = jpeg_encoder(engine.device, jpeg, jpeg_quality) if isinstance(jpeg, str) else jpeg
         self.silent = engine.silent_inputs(1)[0]      # the motion input of every idle frame
         self.commands: deque = deque()                # from the event loops (deque appends are thread-safe)
@@ -419,9 +411,8 @@ def _tick(w:AvatarWorker):
         part = frames[i:i + w.engine.batch]
         try:                                     # each frame with its session's controls, in one render call
             inputs = torch.from_numpy(np.stack([f.inputs for f in part])).to(w.engine.device)
-            images = w.engine.render([f.step for f in part], inputs, controls=[f.controls for f in part])
-            if w.pipeline: pending = Pending(images); results.update({id(f): (pending, k) for k, f in enumerate(part)})
-            else: results.update({id(f): e for f, e in zip(part, w.jpeg.encode(images))})
+            encoded = w.jpeg.encode(w.engine.render([f.step for f in part], inputs, controls=[f.controls for f in part]))
+            results.update({id(f): e for f, e in zip(part, encoded)})
         except Exception as e: results.update({id(f): e for f in part})
         batches.append(len(part))
     t3 = time.monotonic()
@@ -438,13 +429,11 @@ def _tick(w:AvatarWorker):
 def _deliver_loop(w:AvatarWorker):
     size = w.engine.size
     while (batch := w.rendered.get()) is not None:
-        encoded = _encode_pending(w, batch)
         by_client = {}
         for client, item in batch:
             if isinstance(item, tuple):
                 job, result = item
                 try:
-                    if isinstance(result, tuple): result = encoded[id(result[0])][result[1]]
                     if isinstance(result, BaseException): raise result
                     jpeg = result.result() if isinstance(result, concurrent.futures.Future) else result
                     item = Frame(job.epoch, job.flags, pack_frame(job.flags, 0, job.pts, size, size, jpeg), job.since)
@@ -455,20 +444,6 @@ def _deliver_loop(w:AvatarWorker):
         for loop, deliveries in by_loop.items():
             try: loop.call_soon_threadsafe(_deliver_all, deliveries)
             except RuntimeError: pass                  # its event loop has closed: the server is gone
-
-def _encode_pending(w:AvatarWorker, batch:list) -> dict:
-    """A pipelined tick's JPEGs: {id(Pending): its frames' JPEGs (or the exception)}. Their time is added to the
-    worker's `busy` and `frame_cost`, so admission still counts the whole of a frame's work."""
-    pending = {id(r[0]): r[0] for _, item in batch if isinstance(item, tuple) and isinstance(r := item[1], tuple)}
-    if not pending: return {}
-    t0, out = time.monotonic(), {}
-    for key, p in pending.items():
-        try: out[key] = w.jpeg.encode(p.images)
-        except Exception as e: out[key] = [e]*len(p.images)
-    seconds, frames = time.monotonic() - t0, sum(len(p.images) for p in pending.values())
-    w.busy += seconds/w.tick*min(1.0, w.tick)             # the same averages as the tick's own work (`_tick`)
-    w.frame_cost += seconds/frames*0.2
-    return out
 
 def _deliver_all(deliveries:list):
     "On an event loop: hand each session its items (one session's failure is its own)."
