@@ -98,7 +98,7 @@ class TrainConfig:
         ends = np.cumsum(self.stages)*self.iterations
         return ["warmup", "face", "mouth", "fuse"][int(np.searchsorted(ends, step, side="right").clip(0, 3))]
 
-# %% ../nbs/25_train.ipynb #b7358291
+# %% ../nbs/25_train.ipynb #bd698d32
 def blink_odds(expression:np.ndarray,     # [N, E] the training frames' expression inputs (`EXPRESSION_BLENDSHAPES` order)
                boost:float) -> np.ndarray: # [N] probabilities of drawing each frame
     """Frames drawn with weight 1 + `boost` x their mean eyeBlink (0-1), so the few blink frames of a clip are seen

@@ -8,6 +8,7 @@ Docs: https://being-nb.github.io/being_nb/serve_server.html.md"""
 from __future__ import annotations
 import asyncio
 import json
+import socket
 import sys
 import threading
 from contextlib import contextmanager
@@ -167,9 +168,14 @@ class AvatarServer:
         self.faces: dict = {}                      # session -> the Live Link subject it follows ("" for any)
         self.livelink, self.livelink_port = None, None   # the UDP transport of `--livelink-in`, and its port
         from being_nb.streams import LIVELINK_PORT, OSC_PORT, parse_target
-        c = self.config                            # where sessions' weights may go: the operator's targets, checked now
-        self.targets = {k: parse_target(spec, port, option) for k, spec, port, option in
-                        [("livelink", c.livelink_out, LIVELINK_PORT, "--livelink-out"), ("osc", c.osc_out, OSC_PORT, "--osc-out")] if spec}
+        c = self.config                            # where sessions' weights may go: the operator's targets, checked and
+        self.targets = {}                          # resolved now (not on the event loop at each session)
+        for kind, spec, port, option in [("livelink", c.livelink_out, LIVELINK_PORT, "--livelink-out"),
+                                          ("osc", c.osc_out, OSC_PORT, "--osc-out")]:
+            if not spec: continue
+            host, port = parse_target(spec, port, option)
+            try: self.targets[kind] = (socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][4][0], port)
+            except OSError as e: raise BeingError(f"{option}: cannot find the host {host!r} ({e})", fix="check the address") from None
 
     def check_targets(self, hello:dict):
         "`ProtocolError` if the hello asks for a Live Link or OSC output this server was not given a target for."
