@@ -355,7 +355,8 @@ def _serve_args(p):
     p.add_argument("--max-sessions", type=int, default=256,
                    help="refuse sessions beyond this many on all devices (default 256; measured capacity usually refuses first)")
     p.add_argument("--capacity", type=float, default=0.85,
-                   help="refuse new sessions when a device's measured render work would pass this share of each tick (default 0.85)")
+                   help="refuse new sessions when a device's measured render work would pass this share of each tick, or the blendshape "
+                        "thread's work this share of its time (default 0.85)")
     p.add_argument("--no-admission", dest="admission", action="store_false",
                    help="admit sessions beyond the measured capacity (they then share it: frames are shed)")
     p.add_argument("--max-unacked", type=int, default=4, help="frames in flight per client before only the newest is kept (default 4)")

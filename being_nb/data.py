@@ -149,7 +149,7 @@ class AvatarData:
         lm = self.track.landmarks[..., :2]*(size/self.track.size)
         self.lip_boxes = [box_around(p[LANDMARKS["mouth"]], 0.35, size, 8) for p in lm]
         eyes = np.union1d(LANDMARKS["left_eye"], LANDMARKS["right_eye"])
-        self.eye_boxes = [box_around(p[eyes], 0.15, size, 8) for p in lm]      # both eyes, lids and a little brow
+        self.eye_boxes = [box_around(p[eyes], 0.15, size, 8) for p in lm]      # a square around both eyes: lids, brows, upper cheeks
         self.head_boxes = [box_around(p[:N_MESH], 0.45, size, 16) for p in lm]
         self.plate = load_plate(avatar, size, self.device)
         self.frames = FrameCache(avatar, size, cache_mb)

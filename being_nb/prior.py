@@ -228,20 +228,32 @@ def speech_weights(prior:SpeechPrior, encoder:AudioEncoder, audio:np.ndarray,
 def push_streams(pairs:list) -> list:
     """`stream.push(chunk)` for many (`PriorStream`, chunk) pairs of one prior and encoder, batched: one encoder call
     for every stream's completed windows and one prior call for every stream's completed frames, instead of two calls
-    per stream (a live server's blendshape sessions). Returns each stream's weights [n, 52]."""
+    per stream (a live server's blendshape sessions). Returns each stream's weights [n, 52], or the exception its own
+    chunk raised (a shared call's failure is every stream's)."""
     if not pairs: return []
     first = pairs[0][0]
     if any(s.prior is not first.prior or s.features.encoder is not first.features.encoder for s, _ in pairs):
         raise ValueError("push_streams batches streams of one prior and one encoder")
-    enc = first.features.encoder
-    windows = [s.take(chunk) for s, chunk in pairs]
-    total = np.concatenate(windows)
-    features = enc.encode_blocks(total, bar=False) if len(total) else np.zeros((0, enc.dim), np.float32)
-    ends = np.cumsum([len(w)*enc.block for w in windows])
-    inputs = [s.windows(features[e - len(w)*enc.block:e]) for (s, _), w, e in zip(pairs, windows, ends)]
-    weights = first.weights(np.concatenate(inputs))
-    ends = np.cumsum([len(x) for x in inputs])
-    return [weights[e - len(x):e] for x, e in zip(inputs, ends)]
+    enc, out = first.features.encoder, [None]*len(pairs)
+    def each(fn, items):                                       # {i: fn(i, item)}; a failure is stream i's own
+        done = {}
+        for i, item in items.items():
+            try: done[i] = fn(i, item)
+            except Exception as e: out[i] = e
+        return done
+    windows = each(lambda i, p: p[0].take(p[1]), dict(enumerate(pairs)))
+    try:
+        total = np.concatenate(list(windows.values())) if windows else np.zeros((0, enc.window_samples), np.float32)
+        features = enc.encode_blocks(total, bar=False) if len(total) else np.zeros((0, enc.dim), np.float32)
+        ends = dict(zip(windows, np.cumsum([len(w)*enc.block for w in windows.values()])))
+        inputs = each(lambda i, w: pairs[i][0].windows(features[ends[i] - len(w)*enc.block:ends[i]]), windows)
+        x = np.concatenate(list(inputs.values())) if inputs else np.zeros((0, first.prior.config.window, enc.dim), np.float32)
+        weights = first.weights(x)
+    except Exception as e:
+        return [e if o is None else o for o in out]
+    ends = dict(zip(inputs, np.cumsum([len(x) for x in inputs.values()])))
+    for i, x in inputs.items(): out[i] = weights[ends[i] - len(x):ends[i]]
+    return out
 
 # %% ../nbs/15_prior.ipynb #2f605e34
 PRIOR_ENV = "BEING_PRIOR"

@@ -74,7 +74,8 @@ class TrainConfig:
     adapt_steps: int|None = None                  # blendshape-driven: steps adapting the prior to this person (0: off;
                                                   # None: 1000 with the centred prior, 0 with the 80 ms one: bench/prior.md)
     lip_weight: float = 0.5                       # weight of the lip-box loss
-    eye_weight: float = 0.5                       # weight of the eye-box loss (both eyes: blinks are a few pixels)
+    eye_weight: float = 0.5                       # weight of the eye-box loss (a square around both eyes, brows and upper
+                                                  # cheeks: blinks are a few pixels)
     blink_boost: float = 4.0                      # frames are drawn with weight 1 + blink_boost x their eyeBlink (a
                                                   # clip's blinks are ~5% of its frames: otherwise barely learned)
     alpha_weight: float = 0.05                    # penalty on head opacity outside the head mask
@@ -98,7 +99,7 @@ class TrainConfig:
         ends = np.cumsum(self.stages)*self.iterations
         return ["warmup", "face", "mouth", "fuse"][int(np.searchsorted(ends, step, side="right").clip(0, 3))]
 
-# %% ../nbs/25_train.ipynb #bd698d32
+# %% ../nbs/25_train.ipynb #7b70ed26
 def blink_odds(expression:np.ndarray,     # [N, E] the training frames' expression inputs (`EXPRESSION_BLENDSHAPES` order)
                boost:float) -> np.ndarray: # [N] probabilities of drawing each frame
     """Frames drawn with weight 1 + `boost` x their mean eyeBlink (0-1), so the few blink frames of a clip are seen
@@ -135,7 +136,8 @@ class Trainer:
         from being_nb.motion import AudioTiming
         self.data = AvatarData(avatar, cfg.size, self.device, encoder,
                                timing=AudioTiming(cfg.window_ahead, cfg.neighbours_ahead), drive=cfg.drive)
-        self.frame_odds = blink_odds(self.data.expression[self.data.train_idx].cpu().numpy(), cfg.blink_boost)
+        self.frame_odds = (blink_odds(self.data.expression[self.data.train_idx].cpu().numpy(), cfg.blink_boost)
+                           if cfg.blink_boost else None)     # None: uniform, as runs saved before blink_boost drew
         self.model_dir = avatar.model_dir
         self.model_dir.mkdir(parents=True, exist_ok=True)
         latest = avatar.latest_checkpoint
@@ -340,6 +342,7 @@ def _resumed_config(avatar:AvatarDir, iterations, size, encoder, overrides) -> t
     saved["stages"] = tuple(saved["stages"])
     saved.setdefault("window_ahead", 8); saved.setdefault("neighbours_ahead", 4)     # saved before timing existed
     saved.setdefault("drive", "audio")
+    saved.setdefault("eye_weight", 0.0); saved.setdefault("blink_boost", 0.0)   # saved before they existed: resume as begun
     asked = {k: v for k, v in {"size": size, **overrides}.items() if v is not None}
     changed = {k: (saved.get(k), v) for k, v in asked.items() if saved.get(k) != v}
     features = model["features"] if saved["drive"] == "audio" else encoder

@@ -53,7 +53,8 @@ def render_all(names, root, device, size, n_frames):
         engine = Engine(name, root, device, size=size)
         silence = np.zeros(n_frames*640, np.float32)
         out[name] = {label: np.stack(list(engine.frames(silence, controls=c))) for label, c in CONTROLS.items()}
-        info[name] = {"gaussians": engine.budget.total, "drive": engine.model.config.drive,
+        info[name] = {"gaussians": engine.budget.total, "drive": engine.model.config.drive, "size": engine.size,
+                      "torch": torch.__version__,
                       "machine": torch.cuda.get_device_name() if engine.device.type == "cuda" else platform.processor() or "cpu"}
     return out, info
 
@@ -89,8 +90,9 @@ def main():
         return pack(args.render_only, rendered, info)
     rendered, info = (unpack(args.rendered, args.names) if args.rendered
                       else render_all(args.names, args.root, args.device, args.size, args.frames))
-    report = {"machine": f"{platform.processor() or 'cpu'} x{os.cpu_count()}", "torch": torch.__version__, "size": args.size,
-              "frames": args.frames, "read": list(READ), "avatars": {},
+    first = next(iter(rendered.values()))["none"]
+    report = {"read_on": f"{platform.processor() or 'cpu'} x{os.cpu_count()}", "size": first.shape[1],
+              "frames": len(first), "read": list(READ), "avatars": {},
               "rendered": f"on {next(iter(info.values()))['machine']}, read here" if args.rendered else "here"}
     sheets = []
     for name in args.names:
@@ -108,7 +110,7 @@ def main():
         for label, r in rows.items():
             r["score_change"] = {k: round(r["scores"][k] - base["scores"][k], 3) for k in READ}
             r["angle_change_deg"] = [round(a - b, 1) for a, b in zip(r["angles_deg"], base["angles_deg"])]
-        report["avatars"][name] = {**info[name], "rows": rows}
+        report["avatars"][name] = {**info[name], "size": rendered[name]["none"].shape[1], "rows": rows}
         w = 128
         sheet = Image.new("RGB", (w*len(tiles), w + 16), "white")
         for k, (label, img) in enumerate(tiles):

@@ -841,7 +841,8 @@ def test_a_live_face_drives_the_sessions_that_ask_for_it(root, server):
 def test_weights_stream_to_live_link_and_osc(root, server):
     """`--livelink-out` / `--osc-out`: a session whose hello asks for "livelink" and "osc" has its ARKit weights sent to
     those targets under its subject, frame for frame the weights its `blendshapes` messages carry, numbered in order;
-    a server given no target refuses such a hello (1008), so a web page cannot aim the server's UDP anywhere."""
+    a second session cannot take a subject in use; a server given no target refuses such a hello (1008), so a web
+    page cannot aim the server's UDP anywhere."""
     import socket
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import BlockingOSCUDPServer
@@ -862,6 +863,10 @@ def test_weights_stream_to_live_link_and_osc(root, server):
             ws.send(json.dumps({"type": "hello", "v": 1, "outputs": ["blendshapes", "livelink", "osc"], "subject": "Anna"}))
             ready = json.loads(ws.recv(timeout=60))
             assert ready["outputs"] == ["blendshapes", "livelink", "osc"] and ready["subject"] == "Anna", ready
+            with connect(s.ws + "tiny", open_timeout=10) as twin:        # a second "Anna" would interleave in Unreal
+                twin.send(json.dumps({"type": "hello", "v": 1, "outputs": ["livelink"], "subject": "Anna"}))
+                code, reason, texts = closed_with(twin)
+            assert code == 1008 and texts[0]["code"] == "subject-taken", (code, texts)
             _, shapes, ended = stream_speech(ws, speech, renders=False)
         packets = []
         while True:

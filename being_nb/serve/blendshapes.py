@@ -8,14 +8,15 @@ Docs: https://being-nb.github.io/being_nb/serve_blendshapes.html.md"""
 from __future__ import annotations
 import json
 import queue
+import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..motion import FRAME_SAMPLES
-from collections import deque
 from ..prior import push_streams
 from .worker import Audio, Command, Control, End, Failure, Join, Leave, Reset, Text
 
@@ -55,7 +56,8 @@ class BlendshapeStream:
 class BlendshapeWorker:
     """The speech prior on every session that asks for ARKit weights, on one thread; results go to `client.deliver`.
     The commands waiting when it wakes are handled together: each session's in order, and the sessions' audio in
-    rounds of one chunk per session through one encoder call and one prior call (`prior.push_streams`)."""
+    rounds of one chunk per session through one encoder call and one prior call (`prior.push_streams`). One
+    session's failure is its own: it gets a `Failure`, the others and the thread go on."""
     def __init__(self, prior, encoder):
         from being_nb.prior import PriorStream
         self.new_stream = lambda: PriorStream(prior, encoder)
@@ -63,8 +65,8 @@ class BlendshapeWorker:
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self.streams: dict = {}
         self.frames_sent = 0
-        self.busy = 0.0                             # share of the thread's time at work, over about a second
-        self._work, self._since = 0.0, time.monotonic()
+        self.measured = False                       # a second of work has been timed (admission waits for it)
+        self._work, self._since, self._last = 0.0, time.monotonic(), 0.0
         self.thread = threading.Thread(target=self._run, name="blendshapes", daemon=True)
         self.thread.start()
 
@@ -75,8 +77,16 @@ class BlendshapeWorker:
     @property
     def sessions(self) -> int: return len(self.streams)
 
+    @property
+    def busy(self) -> float:
+        "The share of the thread's time at work over the last second or so (idle time counts: it falls when all are silent)."
+        elapsed = time.monotonic() - self._since
+        return self._work/elapsed if elapsed >= 1.0 else self._last
+
     def close(self):
         self.commands.put(None); self.thread.join(5)
+        for st in list(self.streams.values()):              # sessions the server stopped before they left
+            for s in st.out.senders: s.close()
 
     def _run(self):
         while (c := self.commands.get()) is not None:
@@ -84,20 +94,29 @@ class BlendshapeWorker:
             while True:                                          # and every command that came meanwhile
                 try: c = self.commands.get_nowait()
                 except queue.Empty: break
-                if c is None: return self._handle(commands)
+                if c is None: break
                 commands.append(c)
             t0 = time.monotonic()
-            self._handle(commands)
+            try: self._handle(commands)
+            except Exception as e:                               # a bug: said on the server, the thread goes on
+                print(f"being serve: blendshape sessions: {e!r}", file=sys.stderr, flush=True)
             now = time.monotonic()
             self._work += now - t0
             if now - self._since >= 1.0:                         # admission reads it (`AvatarServer.refusal`)
-                self.busy, self._work, self._since = self._work/(now - self._since), 0.0, now
+                self._last, self._work, self._since = self._work/(now - self._since), 0.0, now
+                self.measured = self.measured or bool(self.streams)
+            if c is None: return
 
     def _handle(self, commands:list):
         "Carry out `commands`: each session's in order; the sessions' audio in rounds, pushed together."
         out, queues = {}, {}
         def give(client, items):
             if items: out.setdefault(client, []).extend(items)
+        def fail(client, epoch, e, q):                           # this session fails; its leave still counts
+            give(client, [Failure(epoch, e)])
+            leaves = [x for x in q if isinstance(x, Leave)]
+            q.clear()
+            for x in leaves: self._apply(x)
         for c in commands: queues.setdefault(c.client, deque()).append(c)
         while queues:
             pushes = []                                          # (stream, audio): at most one per session a round
@@ -107,14 +126,14 @@ class BlendshapeWorker:
                     try:
                         if not isinstance(c, Audio): give(client, self._apply(c)); continue
                         if (st := self._audio_stream(c)) is not None: pushes.append((st, c)); break
-                    except Exception as e:                       # this session fails, not the thread
-                        give(client, [Failure(getattr(c, "epoch", 0), e)]); q.clear()
+                    except Exception as e: fail(client, getattr(c, "epoch", 0), e, q)
                 if not q: del queues[client]
             if not pushes: continue
-            try: results = push_streams([(st.stream, c.samples) for st, c in pushes])
-            except Exception as e: results = [e]*len(pushes)
-            for (st, c), w in zip(pushes, results):
-                give(c.client, [Failure(c.epoch, w)] if isinstance(w, Exception) else self._messages(st, w))
+            for (st, c), w in zip(pushes, push_streams([(st.stream, c.samples) for st, c in pushes])):
+                try:
+                    if isinstance(w, BaseException): raise w
+                    give(c.client, self._messages(st, w))
+                except Exception as e: fail(c.client, c.epoch, e, queues.get(c.client, deque()))
         for client, items in out.items(): client.loop.call_soon_threadsafe(client.deliver, items)
 
     def _audio_stream(self, c:Audio) -> BlendshapeStream|None:
@@ -148,6 +167,8 @@ class BlendshapeWorker:
         return []
 
     def _messages(self, st:BlendshapeStream, weights:np.ndarray) -> list:
+        "The session's `blendshapes` messages for `weights` [n, 52], each frame sent to its UDP targets too."
+        if st.epoch != st.client.epoch: return []          # interrupted meanwhile: neither the WebSocket nor UDP gets them
         out = []
         for w in weights:
             st.seq += 1

@@ -41,7 +41,8 @@ class ServeConfig:
     device: str|None = None         # "cuda:0,cuda:1", "all" (every CUDA device), "cpu"; default: CUDA if there is one
     max_sessions: int = 256         # all devices together (measured capacity usually refuses first)
     admission: bool = True          # refuse new sessions when a device's measured render time is used up
-    capacity: float = 0.85          # the share of each tick a device's work may fill before refusing
+    capacity: float = 0.85          # the share of each tick a device's work (or of the blendshape thread's time) may
+                                    # fill before refusing
     max_unacked: int = 4            # frames in flight per client before only the newest is kept
     size: int|None = None           # output side in px (default: each avatar's training size; a CPU may need less)
     gaussians: int|None = None      # Gaussians drawn per frame, those drawing most (None: all on CUDA, CPU_GAUSSIANS on
@@ -167,6 +168,7 @@ class AvatarServer:
         self.blendshapes_loading = asyncio.Lock()
         self.faces: dict = {}                      # session -> the Live Link subject it follows ("" for any)
         self.livelink, self.livelink_port = None, None   # the UDP transport of `--livelink-in`, and its port
+        self.subjects: dict = {}                   # connection -> the subject its Live Link / OSC output streams as
         from being_nb.streams import LIVELINK_PORT, OSC_PORT, parse_target
         c = self.config                            # where sessions' weights may go: the operator's targets, checked and
         self.targets = {}                          # resolved now (not on the event loop at each session)
@@ -178,10 +180,14 @@ class AvatarServer:
             except OSError as e: raise BeingError(f"{option}: cannot find the host {host!r} ({e})", fix="check the address") from None
 
     def check_targets(self, hello:dict):
-        "`ProtocolError` if the hello asks for a Live Link or OSC output this server was not given a target for."
+        """`ProtocolError` if the hello asks for a Live Link or OSC output this server was not given a target for, or
+        under a subject a live session already streams as (Unreal would get both sessions' frames interleaved)."""
         for kind, option in (("livelink", "--livelink-out HOST[:PORT]"), ("osc", "--osc-out HOST:PORT")):
             if kind in hello["outputs"] and kind not in self.targets:
                 raise ProtocolError(f"no-{kind}-out", f"this server sends no {kind} output: start it with {option}", close=1008)
+        if ("livelink" in hello["outputs"] or "osc" in hello["outputs"]) and hello["subject"] in self.subjects.values():
+            raise ProtocolError("subject-taken", f"another session streams as {hello['subject']!r}: pick another \"subject\"",
+                                close=1008)
 
     def weights_out(self, hello:dict):
         """Where a session's ARKit weights go (`WeightsOut`): its WebSocket if it asked for "blendshapes", and a sender to
@@ -189,10 +195,16 @@ class AvatarServer:
         from being_nb.serve.blendshapes import WeightsOut
         from being_nb.streams import LiveLinkSender, OscSender
         senders, subject = [], hello["subject"]
-        for kind in ("livelink", "osc"):
-            if kind not in hello["outputs"]: continue
-            host, port = self.targets[kind]
-            senders.append(LiveLinkSender(host, port, subject=subject) if kind == "livelink" else OscSender(host, port, prefix=f"/{subject}"))
+        try:
+            for kind in ("livelink", "osc"):
+                if kind not in hello["outputs"]: continue
+                host, port = self.targets[kind]
+                senders.append(LiveLinkSender(host, port, subject=subject) if kind == "livelink"
+                               else OscSender(host, port, prefix=f"/{subject}"))
+        except (OSError, BeingError) as e:                  # out of sockets, say: none of them is kept
+            for s in senders: s.close()
+            print(f"being serve: cannot open a UDP output: {e}", file=sys.stderr, flush=True)
+            raise ProtocolError("unavailable", "the server cannot open its Live Link/OSC output now; try again later", close=1011) from None
         return WeightsOut("blendshapes" in hello["outputs"], tuple(senders))
 
     def live_face(self, frame):
@@ -224,10 +236,13 @@ class AvatarServer:
         if len(self.sessions) >= c.max_sessions:
             return "full", f"the server is full ({c.max_sessions} sessions); try again later"
         bs = self.blendshapes
-        if weighs and c.admission and bs is not None and bs.sessions >= UNMEASURED_SESSIONS and \
-                (bs.sessions + 1)*bs.busy/bs.sessions > c.capacity:
-            return "capacity", (f"the server is at capacity: {bs.sessions} sessions use {100*bs.busy:.0f}% of its "
-                                "blendshape thread; try again later")
+        if weighs and c.admission and bs is not None and bs.sessions >= UNMEASURED_SESSIONS:
+            if not bs.measured:
+                return "capacity", (f"the server is measuring its blendshape thread ({bs.sessions} sessions are starting); "
+                                    "try again in a few seconds")
+            if (bs.sessions + 1)*bs.busy/bs.sessions > c.capacity:
+                return "capacity", (f"the server is at capacity: {bs.sessions} sessions use {100*bs.busy:.0f}% of its "
+                                    "blendshape thread; try again later")
         if slot is None or not c.admission or not slot.sessions: return None
         cost = slot.cost_per_session()
         if cost == 0 and slot.sessions >= UNMEASURED_SESSIONS:
@@ -284,7 +299,7 @@ async def _refuse(ws, code:str, message:str, close:int):
 
 async def _connection(server:AvatarServer, ws):
     "One client: its hello, then its session."
-    slot = session = None
+    slot = session = weights_out = None
     try:
         try: hello = check_hello(await asyncio.wait_for(ws.recv(), server.config.hello_timeout))
         except asyncio.TimeoutError: raise ProtocolError("no-hello", f"no hello within {server.config.hello_timeout:g} s", close=1008)
@@ -294,8 +309,10 @@ async def _connection(server:AvatarServer, ws):
         if face is not None and server.livelink is None:
             raise ProtocolError("no-livelink", "this server takes no Live Link Face input: start it with --livelink-in PORT", close=1008)
         server.check_targets(hello)
+        if "livelink" in hello["outputs"] or "osc" in hello["outputs"]: server.subjects[ws] = hello["subject"]
+        weighs = any(o in WEIGHT_OUTPUTS for o in hello["outputs"])
         candidate = server.place(name) if renders else None      # blendshapes only: nothing is rendered
-        if (refused := server.refusal(candidate, any(o in WEIGHT_OUTPUTS for o in hello["outputs"]))) is not None:
+        if (refused := server.refusal(candidate, weighs)) is not None:
             server.metrics.refused.labels(refused[0]).inc()
             return await _refuse(ws, "busy", refused[1], 1013)
         slot = candidate
@@ -311,7 +328,6 @@ async def _connection(server:AvatarServer, ws):
             ready.update(width=engine.size, height=engine.size, format="jpeg", max_unacked=server.config.max_unacked,
                          lookahead_ms=round(lookahead, 1), gaussians=engine.budget.drawn)
             workers.append(avatar.worker)
-        weighs = any(o in WEIGHT_OUTPUTS for o in hello["outputs"])
         if weighs:
             blendshapes = await server.blendshape_worker()
             from being_nb.serve.blendshapes import Fanout
@@ -319,10 +335,11 @@ async def _connection(server:AvatarServer, ws):
             if not renders: ready["lookahead_ms"] = round(blendshapes.lookahead_s*1000, 1)
             if "livelink" in hello["outputs"] or "osc" in hello["outputs"]: ready["subject"] = hello["subject"]
         if face is not None: ready["face"] = face
-        await ws.send(json.dumps(ready))
+        weights_out = server.weights_out(hello) if weighs else None     # its sockets: closed when it leaves (below if
+        await ws.send(json.dumps(ready))                                 # it never starts)
         session = Session(ws, workers[0] if len(workers) == 1 else Fanout(*workers), server.config.limits,
                           on_frame=server.metrics.latency.observe, renders=renders)
-        session.weights_out = server.weights_out(hello) if weighs else None    # its sockets close when it leaves
+        session.weights_out, weights_out = weights_out, None
         if face is not None: server.faces[session] = face.partition(":")[2]
         session.outbox.on_drop = server.metrics.dropped.labels("window").inc
         await session.run()
@@ -335,6 +352,8 @@ async def _connection(server:AvatarServer, ws):
         if slot is not None: slot.sessions -= 1
         server.sessions.discard(ws)
         if session is not None: server.faces.pop(session, None)
+        server.subjects.pop(ws, None)
+        for s in (weights_out.senders if weights_out is not None else ()): s.close()    # made, but the session never ran
 
 # %% ../../nbs/37_serve_server.ipynb #357663d0
 async def start(server:AvatarServer) -> AvatarServer:
