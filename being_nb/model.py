@@ -16,10 +16,12 @@ from .core import BeingError, AvatarDir, file_digest, get_device
 from .face import LANDMARKS
 
 # %% auto #0
-__all__ = ['ModelConfig', 'AvatarModel', 'new_model', 'model_from_checkpoint', 'parameter_digest', 'check_trained_on',
-           'load_model', 'contributions', 'keep_gaussians']
+__all__ = ['REACH_CLEARANCE_CM', 'ModelConfig', 'AvatarModel', 'new_model', 'model_from_checkpoint', 'parameter_digest',
+           'check_trained_on', 'load_model', 'contributions', 'keep_gaussians']
 
 # %% ../nbs/24_model.ipynb #2e8c2840
+REACH_CLEARANCE_CM = 1.0    # eye and brow weights stop this far above the upper lip, and act fully 1 cm higher
+
 @dataclass
 class ModelConfig:
     "What defines an avatar model's shape (saved with every checkpoint and as model/config.json)."
@@ -34,6 +36,8 @@ class ModelConfig:
     drive: str = "audio"           # "audio" (hears audio windows) or "blendshapes" (jaw/mouth shapes from the speech prior)
     prior_ahead: int = 4           # blendshape-driven: the look-ahead of the prior that drives it (4: 80 ms, 12: centred)
     trained_on: str = ""           # digest of the avatar's track file it was fitted to ("": saved before this was kept)
+    expression_reach: bool = False # eye and brow weights move only the face above the mouth (`expression_reach`);
+                                   # models saved before it let them move every face Gaussian
 
     @property
     def timing(self):
@@ -56,6 +60,14 @@ class AvatarModel(torch.nn.Module):
         "Head Gaussians within 0.6 cm of a lip landmark (recomputed: densification changes the set)."
         return torch.cdist(self.head["means"].detach(), self.lip_points).min(1).values < 0.6
 
+    def expression_reach(self) -> torch.Tensor|None:
+        """[N] how far the eye and brow weights may move each head Gaussian: 1 from 2 cm above the upper lip up, 0 from
+        1 cm above it down, linear between (canonical y points down), so a blink or a raised brow cannot move the mouth.
+        None for models saved before it (`ModelConfig.expression_reach`): the weights reach every Gaussian."""
+        if not self.config.expression_reach: return None
+        top = self.lip_points[:, 1].min()
+        return (top - REACH_CLEARANCE_CM - self.head["means"].detach()[:, 1]).clamp(0, 1)
+
     @torch.no_grad()
     def freeze(self) -> AvatarModel:
         """For inference: compute once what does not change between frames (the Gaussians' activated values,
@@ -63,13 +75,14 @@ class AvatarModel(torch.nn.Module):
         from being_nb.gaussians import activated
         self.eval()
         self._frozen = {"head": activated(self.head), "mouth": activated(self.mouth), "lip_mask": self.lip_mask(),
-                        "points": self.motion.precompute(self.head["means"], self.mouth["means"])}
+                        "points": self.motion.precompute(self.head["means"], self.mouth["means"], self.expression_reach())}
         return self
 
     def _motion(self, audio, expression) -> dict:
         if getattr(self, "_frozen", None) is not None:
             return self.motion.animate(self._frozen["points"], audio, expression, self._frozen["lip_mask"])
-        return self.motion(self.head["means"].detach(), self.mouth["means"].detach(), audio, expression, self.lip_mask())
+        return self.motion(self.head["means"].detach(), self.mouth["means"].detach(), audio, expression, self.lip_mask(),
+                           self.expression_reach())
 
     def gaussians(self, audio:torch.Tensor|None, expression:torch.Tensor|None, batched:bool=False) -> tuple[dict, dict]:
         """Activated head and mouth Gaussians deformed for `B` frames (`audio` [B,9,16,D] or [B,27], `expression`
@@ -140,7 +153,8 @@ def new_model(data, n_face:int, n_head:int, n_mouth:int, sh_degree:int=1, seed:i
                          face_bounds=bounds_of(init.head["means"].detach()).tolist(),
                          mouth_bounds=bounds_of(init.mouth["means"].detach()).tolist(),
                          sh_degree=sh_degree, size=data.size, window_ahead=data.timing.window_ahead,
-                         neighbours_ahead=data.timing.neighbours_ahead, trained_on=file_digest(data.avatar.track))
+                         neighbours_ahead=data.timing.neighbours_ahead, trained_on=file_digest(data.avatar.track),
+                         expression_reach=True)
     model = AvatarModel(config, init.head, init.mouth)
     model.lip_points.copy_(torch.tensor(data.track.vertices[LANDMARKS["mouth"]], dtype=torch.float32))
     return model.to(data.device)

@@ -262,10 +262,15 @@ class FaceMotion(nn.Module):
         self.code_in = nn.Linear(code_dim + expression_dim, hidden, bias=False)
         self.head = nn.Sequential(nn.ReLU(), *_mlp(hidden, hidden, 9, zero_last=True))
 
-    def points(self, means:torch.Tensor) -> FacePoints:
-        "The frame-independent parts for Gaussians at `means` [N, 3]."
+    def points(self, means:torch.Tensor,           # [N, 3]
+               reach:torch.Tensor|None=None,       # [N] in [0, 1]: how far the expression may move each point (None: all)
+               ) -> FacePoints:
+        "The frame-independent parts for Gaussians at `means`; `reach` scales each point's expression gates."
         s = self.planes(means)
-        return FacePoints(self.spatial_in(s), torch.sigmoid(self.gate(s)))
+        gates = torch.sigmoid(self.gate(s))
+        if reach is not None:
+            gates = torch.cat([gates[:, :self.code_dim], gates[:, self.code_dim:]*reach[:, None]], 1)
+        return FacePoints(self.spatial_in(s), gates)
 
     def animate(self, points:FacePoints,
                 audio_code:torch.Tensor,           # [B, code_dim]
@@ -342,9 +347,10 @@ class MotionField(nn.Module):
         self.face = FaceMotion(face_bounds, code_dim, expression_dim, hidden)
         self.mouth = MouthMotion(face_bounds if mouth_bounds is None else mouth_bounds, code_dim, hidden)
 
-    def precompute(self, face_points:torch.Tensor, mouth_points:torch.Tensor) -> PointFeatures:
+    def precompute(self, face_points:torch.Tensor, mouth_points:torch.Tensor,
+                   reach:torch.Tensor|None=None) -> PointFeatures:     # [Nf] the expression's reach (`FaceMotion.points`)
         "The per-point parts for face [Nf, 3] and mouth [Nm, 3] positions."
-        return PointFeatures(self.face.points(face_points), self.mouth.points(mouth_points))
+        return PointFeatures(self.face.points(face_points, reach), self.mouth.points(mouth_points))
 
     def animate(self, points:PointFeatures,
                 audio:torch.Tensor,                # [B, 9, 16, D] audio windows, or [B, D] blendshapes (`drive`)
@@ -359,8 +365,8 @@ class MotionField(nn.Module):
                 "audio_code": code, "attention": attention,
                 "audio_gate": points.face.gates[:, :a], "expression_gate": points.face.gates[:, a:]}
 
-    def forward(self, face_points, mouth_points, audio, expression, lip_mask=None) -> dict:
-        return self.animate(self.precompute(face_points, mouth_points), audio, expression, lip_mask)
+    def forward(self, face_points, mouth_points, audio, expression, lip_mask=None, reach=None) -> dict:
+        return self.animate(self.precompute(face_points, mouth_points, reach), audio, expression, lip_mask)
 
 # %% ../nbs/22_motion.ipynb #e5c15ada
 def motion_penalties(out:dict,                  # the motion field's output for a batch of frames
