@@ -161,6 +161,12 @@ class StreamingFeatures:
         "Add a chunk of 16 kHz float32 mono samples; return the feature frames that became final `[k, dim]`."
         return self.encode(self.take(chunk))
 
+    def steps(self, chunk):
+        """`push` as a generator, so many streams share one encoder call (`push_many`): yields `FeatureWindows` for the
+        blocks `chunk` completes (if any), takes their features back and returns them."""
+        windows = self.take(chunk)
+        return (yield FeatureWindows(self.encoder, windows)) if len(windows) else self.encode(windows)
+
     def flush(self) -> np.ndarray:
         "End of stream: return the remaining frames (silence after the end, as offline) and start a new stream."
         enc, n_frames = self.encoder, n_feature_frames(self.received)
@@ -292,19 +298,15 @@ def push_many(pairs:list) -> list:
     """`front.push(samples)` for many (front, samples) pairs, batched across the streams: one silero-vad call per
     round of 32 ms chunks and one encoder call per encoder for all the windows that became complete (one stream's
     Python each had been most of a live server's work: 64 streams took 7 ms of a 20 ms tick on 2 cores). Returns the
-    features of each, or the exception its front raised (one stream's failure is its own). Fronts without voice
-    activity (`StreamingFeatures`) are pushed as they are."""
+    features of each, or the exception its front raised (one stream's failure is its own). The fronts are
+    `SpeechFront`s or plain `StreamingFeatures` (no voice activity), anything with their `steps`."""
     out, need = [None]*len(pairs), {}
-    gens = [front.steps(x) if hasattr(front, "steps") else None for front, x in pairs]
+    gens = [front.steps(x) for front, x in pairs]
     def advance(i, value):
         try: need[i] = gens[i].send(value)
         except StopIteration as done: need.pop(i, None); out[i] = done.value
         except Exception as e: need.pop(i, None); out[i] = e
-    for i, g in enumerate(gens):
-        if g is not None: advance(i, None)
-        else:
-            try: out[i] = pairs[i][0].push(pairs[i][1])
-            except Exception as e: out[i] = e
+    for i in range(len(gens)): advance(i, None)
     while need:
         voice = [i for i, r in need.items() if isinstance(r, VoiceChunk)]
         if voice:
@@ -392,8 +394,7 @@ class SpeechFront:
             out.append(piece*self.gain)
             self.pending = np.concatenate([self.pending, piece]); pos += len(piece)
             if len(self.pending) == VAD_CHUNK: self._end_chunk((yield VoiceChunk(self.pending)))
-        windows = self.stream.take(np.concatenate(out) if out else chunk)
-        features = (yield FeatureWindows(self.encoder, windows)) if len(windows) else self.stream.encode(windows)
+        features = yield from self.stream.steps(np.concatenate(out) if out else chunk)
         return self._gated(features, self.stream.received)
 
     def push(self, chunk) -> np.ndarray:

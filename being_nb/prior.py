@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .core import BeingError, FPS, SAMPLE_RATE, atomic_path, cache_dir
-from .audio import FEATURES_PER_VIDEO_FRAME, AudioEncoder, StreamingFeatures
+from .audio import FEATURES_PER_VIDEO_FRAME, AudioEncoder, StreamingFeatures, push_many
 from .face import ARKIT_BLENDSHAPES, N_BLENDSHAPES, arkit_from_mediapipe, blendshape_index
 
 # %% auto #0
@@ -184,13 +184,10 @@ class PriorStream:
         self.buffer, self.first = self.buffer[keep:], self.first + keep
         return x
 
-    def take(self, chunk:np.ndarray) -> np.ndarray:
-        "The encoder windows `chunk` completes (`StreamingFeatures.take`): `push` in phases, for `push_streams`."
-        self.samples += len(chunk)
-        return self.features.take(chunk)
-
-    def windows(self, new:np.ndarray) -> np.ndarray:
-        "Add feature frames `new` (of `take`'s windows); the prior's inputs [n, window, dim] of the frames now complete."
+    def windows(self, new:np.ndarray, samples:int) -> np.ndarray:
+        """Add feature frames `new` (what `self.features` made of `samples` more audio samples); the prior's inputs
+        [n, window, dim] of the frames now complete (`push` in phases, for `push_streams`)."""
+        self.samples += samples
         self.buffer = np.concatenate([self.buffer, new])
         n = self.first + len(self.buffer)
         ready = max(0, (n - self.prior.config.ahead)//FEATURES_PER_VIDEO_FRAME + 1) if n else 0
@@ -205,7 +202,7 @@ class PriorStream:
 
     def push(self, chunk:np.ndarray) -> np.ndarray:
         "[n, 52] weights of the frames completed by `chunk` (float samples, 16 kHz mono)."
-        return self.weights(self.windows(self.features.encode(self.take(chunk))))
+        return self.weights(self.windows(self.features.push(chunk), len(chunk)))
 
     def flush(self) -> np.ndarray:
         "[n, 52] the remaining frames of the utterance (its length rounded to whole frames), then reset."
@@ -232,25 +229,16 @@ def push_streams(pairs:list) -> list:
     chunk raised (a shared call's failure is every stream's)."""
     if not pairs: return []
     first = pairs[0][0]
-    if any(s.prior is not first.prior or s.features.encoder is not first.features.encoder for s, _ in pairs):
-        raise ValueError("push_streams batches streams of one prior and one encoder")
-    enc, out = first.features.encoder, [None]*len(pairs)
-    def each(fn, items):                                       # {i: fn(i, item)}; a failure is stream i's own
-        done = {}
-        for i, item in items.items():
-            try: done[i] = fn(i, item)
-            except Exception as e: out[i] = e
-        return done
-    windows = each(lambda i, p: p[0].take(p[1]), dict(enumerate(pairs)))
-    try:
-        total = np.concatenate(list(windows.values())) if windows else np.zeros((0, enc.window_samples), np.float32)
-        features = enc.encode_blocks(total, bar=False) if len(total) else np.zeros((0, enc.dim), np.float32)
-        ends = dict(zip(windows, np.cumsum([len(w)*enc.block for w in windows.values()])))
-        inputs = each(lambda i, w: pairs[i][0].windows(features[ends[i] - len(w)*enc.block:ends[i]]), windows)
-        x = np.concatenate(list(inputs.values())) if inputs else np.zeros((0, first.prior.config.window, enc.dim), np.float32)
-        weights = first.weights(x)
-    except Exception as e:
-        return [e if o is None else o for o in out]
+    if any(s.prior is not first.prior for s, _ in pairs): raise ValueError("push_streams batches streams of one prior")
+    out, inputs = [None]*len(pairs), {}
+    for i, ((s, chunk), f) in enumerate(zip(pairs, push_many([(s.features, chunk) for s, chunk in pairs]))):
+        try:                                                   # a failure is stream i's own
+            if isinstance(f, BaseException): raise f
+            inputs[i] = s.windows(f, len(chunk))
+        except Exception as e: out[i] = e
+    c = first.prior.config
+    try: weights = first.weights(np.concatenate(list(inputs.values())) if inputs else np.zeros((0, c.window, c.feature_dim), np.float32))
+    except Exception as e: return [e if o is None else o for o in out]
     ends = dict(zip(inputs, np.cumsum([len(x) for x in inputs.values()])))
     for i, x in inputs.items(): out[i] = weights[ends[i] - len(x):ends[i]]
     return out

@@ -200,13 +200,12 @@ def frame_loss(self, i:int, stage:str) -> tuple[torch.Tensor, dict, float]:
     moving = stage != "warmup"
     image, info = self.model.render(d.w2c[i], d.K, d.size, background,
                                     d.audio(index) if moving else None, d.expression[index] if moving else None)
+    def box_loss(box):
+        y0, y1, x0, x1 = box
+        return photometric_loss(image[y0:y1, x0:x1], target[y0:y1, x0:x1])
     y0, y1, x0, x1 = d.head_boxes[i]
-    loss = photometric_loss(image[y0:y1, x0:x1], target[y0:y1, x0:x1])
-    ly0, ly1, lx0, lx1 = d.lip_boxes[i]
-    loss = loss + self.cfg.lip_weight*photometric_loss(image[ly0:ly1, lx0:lx1], target[ly0:ly1, lx0:lx1])
-    if self.cfg.eye_weight:
-        ey0, ey1, ex0, ex1 = d.eye_boxes[i]
-        loss = loss + self.cfg.eye_weight*photometric_loss(image[ey0:ey1, ex0:ex1], target[ey0:ey1, ex0:ex1])
+    loss = box_loss(d.head_boxes[i]) + self.cfg.lip_weight*box_loss(d.lip_boxes[i])
+    if self.cfg.eye_weight: loss = loss + self.cfg.eye_weight*box_loss(d.eye_boxes[i])
     loss = loss + self.cfg.alpha_weight*(info["alpha"][..., 0]*(~head_mask)).mean()
     if moving:
         from being_nb.motion import motion_penalties
