@@ -242,11 +242,13 @@ def _drive_args(p, what):
     g.add_argument("--pose", choices=("replay", "still", "nod"), help="head motion: the clip's (default), its most typical pose held, or nodding")
     for angle in ("yaw", "pitch", "roll"):
         g.add_argument(f"--{angle}", type=float, default=0.0, metavar="DEG", help=f"degrees added to the head's {angle} (at most 45)")
+    g.add_argument("--gaze", metavar="YAW,PITCH", help="degrees the eyes turn, to the person's left and up (at most 30 each; "
+                   "avatars trained with gaze inputs)")
 
 def _controls(args):
     "The controls the command line asks for (None: none)."
     from being_nb.controls import controls_from
-    c = controls_from(args.expression, args.emotion, args.blink_rate, args.pose, args.yaw, args.pitch, args.roll)
+    c = controls_from(args.expression, args.emotion, args.blink_rate, args.pose, args.yaw, args.pitch, args.roll, args.gaze)
     return None if c.idle else c
 
 @command("generate", "Make an mp4 of a trained avatar saying an audio file, or moved by a blendshape track, or both.",

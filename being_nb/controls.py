@@ -15,12 +15,12 @@ import torch
 
 from .core import BeingError, FPS
 from .face import ARKIT_BLENDSHAPES, SPEECH_BLENDSHAPES
-from .motion import EXPRESSION_BLENDSHAPES
+from .motion import AVATAR_EXPRESSION, EXPRESSION_BLENDSHAPES, GAZE_BLENDSHAPES
 
 # %% auto #0
-__all__ = ['EMOTIONS', 'CONTROLLABLE', 'MAX_TURN_DEG', 'POSES', 'NOD_DEG', 'NOD_PERIOD_S', 'BLINK_S', 'check_weight',
-           'parse_weights', 'Keyframes', 'Controls', 'controls_from', 'blink_curve', 'head_rotation', 'typical_pose',
-           'FrameControls', 'ReplayStats', 'replay_stats', 'frame_controls']
+__all__ = ['EMOTIONS', 'CONTROLLABLE', 'GAZE_FULL_DEG', 'MAX_TURN_DEG', 'POSES', 'NOD_DEG', 'NOD_PERIOD_S', 'BLINK_S',
+           'check_weight', 'parse_weights', 'Keyframes', 'gaze_weights', 'Controls', 'controls_from', 'blink_curve',
+           'head_rotation', 'typical_pose', 'FrameControls', 'ReplayStats', 'replay_stats', 'frame_controls']
 
 # %% ../nbs/31_controls.ipynb #d97d0588
 EMOTIONS = {
@@ -32,8 +32,10 @@ EMOTIONS = {
     "angry": {"browDownLeft": 0.7, "browDownRight": 0.7, "eyeWideLeft": 0.2, "eyeWideRight": 0.2, "eyeSquintLeft": 0.3,
               "eyeSquintRight": 0.3, "mouthPressLeft": 0.4, "mouthPressRight": 0.4},
 }
-CONTROLLABLE = (*EXPRESSION_BLENDSHAPES, *SPEECH_BLENDSHAPES)   # what an avatar takes: eyes and brows; jaw and mouth
-                                                                # (blendshape-driven avatars); no cheeks, nose or gaze
+CONTROLLABLE = (*AVATAR_EXPRESSION, *SPEECH_BLENDSHAPES)       # what an avatar takes: eyes, gaze and brows; jaw and
+                                                                # mouth (blendshape-driven avatars); no cheeks or nose
+GAZE_FULL_DEG = 30.0                  # `gaze`: the eye turn whose eyeLook weight is 1 (ARKit gives no angle; an eye's
+                                      # comfortable range is about this much, and the gaze is clipped there)
 MAX_TURN_DEG = 45.0                   # the largest pose offset (the clip never showed more of the head)
 POSES = ("replay", "still", "nod")
 NOD_DEG, NOD_PERIOD_S = 4.0, 1.6      # `nod`: pitch amplitude (degrees) and period
@@ -45,7 +47,8 @@ def check_weight(name:str, w, where:str="") -> float:
     if name not in CONTROLLABLE:
         why = "not an ARKit blendshape name" if name not in ARKIT_BLENDSHAPES else "not something an avatar takes"
         raise BeingError(f"{where}{name!r} is {why}", fix="controls are the eyes and brows (" + ", ".join(EXPRESSION_BLENDSHAPES) +
-                         ") and, for avatars trained with --prior, the jaw and mouth (jawOpen, mouthSmileLeft, ...)")
+                         "), gaze (eyeLookInLeft, ...) and, for avatars trained with --prior, the jaw and mouth (jawOpen, "
+                         "mouthSmileLeft, ...)")
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:     # NaN fails the range too
         raise BeingError(f"{where}{name}={w!r}: a weight is a number from 0 to 1")
     return float(w)
@@ -92,6 +95,16 @@ class Keyframes:
         "Each name's weights at `times` (s): {name: [len(times)]}."
         return {k: np.interp(times, t, w).astype(np.float32) for k, (t, w) in self.channels.items()}
 
+# %% ../nbs/31_controls.ipynb #f06fd09f
+def gaze_weights(yaw:float,     # degrees the eyes turn to the person's left (the image's right in an unmirrored clip)
+                 pitch:float,   # degrees up (negative: down)
+                 ) -> dict:     # {eyeLook* name: weight 0-1}, all eight
+    "ARKit's eight `eyeLook*` weights for a gaze direction: a weight of 1 at `GAZE_FULL_DEG`, clipped there."
+    h, v = np.clip(np.array([yaw, pitch], np.float64)/GAZE_FULL_DEG, -1, 1)
+    left, right, up, down = max(h, 0.0), max(-h, 0.0), max(v, 0.0), max(-v, 0.0)
+    return {"eyeLookOutLeft": left, "eyeLookInRight": left, "eyeLookInLeft": right, "eyeLookOutRight": right,
+            "eyeLookUpLeft": up, "eyeLookUpRight": up, "eyeLookDownLeft": down, "eyeLookDownRight": down}
+
 # %% ../nbs/31_controls.ipynb #33d37ebe
 @dataclass(frozen=True)
 class Controls:
@@ -104,6 +117,9 @@ class Controls:
     yaw: float = 0.0                    # degrees added to the head pose, as MediaPipe measures its angles
     pitch: float = 0.0
     roll: float = 0.0
+    gaze: tuple|None = None             # (yaw, pitch) degrees the eyes turn (`gaze_weights`); None: the clip's own gaze
+    mouth: str = "add"                  # jaw and mouth weights: "add" to the speech's, or "set" them instead (a live face's
+                                        # mouth; names not given rest at the person's mean)
 
     def __post_init__(self):
         for name in ("intensity", "yaw", "pitch", "roll") + (("blink_rate",) if self.blink_rate is not None else ()):
@@ -115,28 +131,39 @@ class Controls:
         if not 0 <= self.intensity <= 1:
             raise BeingError(f"an emotion's intensity is from 0 to 1, not {self.intensity}", fix=f"e.g. {self.emotion or 'happy'}:0.6")
         if self.pose not in POSES: raise BeingError(f"unknown pose {self.pose!r}", fix="use one of: " + ", ".join(POSES))
+        if self.mouth not in ("add", "set"): raise BeingError(f"mouth is \"add\" or \"set\", not {self.mouth!r}")
         if self.blink_rate is not None and not 0 <= self.blink_rate <= 120:
             raise BeingError(f"a blink rate is 0-120 a minute, not {self.blink_rate}")
         for name in ("yaw", "pitch", "roll"):
             if abs(getattr(self, name)) > MAX_TURN_DEG:
                 raise BeingError(f"{name} {getattr(self, name):g}: a pose offset is at most {MAX_TURN_DEG:g} degrees, as the "
                                  "clip never showed more of the head", fix="a few degrees look best; hair may tear from about 10")
+        if self.gaze is not None:
+            g = self.gaze
+            if not (isinstance(g, tuple) and len(g) == 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool)
+                                                                 and math.isfinite(a) for a in g)):
+                raise BeingError(f"gaze is two finite numbers of degrees (yaw, pitch), not {g!r}", fix="e.g. --gaze 15,-5")
+            if max(abs(a) for a in g) > GAZE_FULL_DEG:
+                raise BeingError(f"gaze {g[0]:g},{g[1]:g}: the eyes turn at most {GAZE_FULL_DEG:g} degrees each way",
+                                 fix="turn the head too (yaw, pitch) for a larger look aside")
 
     @property
     def idle(self) -> bool: return self == Controls()
 
     def weights(self, times:np.ndarray) -> dict:
-        "The overridden ARKit weights at output `times` (s): {name: [T]}, the expression over the emotion's."
+        "The overridden ARKit weights at output `times` (s): {name: [T]}: the expression over the gaze over the emotion."
         out = {k: np.full(len(times), v*self.intensity, np.float32) for k, v in EMOTIONS.get(self.emotion, {}).items()}
+        if self.gaze is not None: out.update({k: np.full(len(times), v, np.float32) for k, v in gaze_weights(*self.gaze).items()})
         given = self.expression.at(times) if isinstance(self.expression, Keyframes) else \
                 {k: np.full(len(times), v, np.float32) for k, v in self.expression.items()}
         return {**out, **given}
 
 # %% ../nbs/31_controls.ipynb #ba44a9a3
 def controls_from(expression=None, emotion:str|None=None, blink_rate=None, pose:str|None=None,
-                  yaw=None, pitch=None, roll=None, base:Controls|None=None) -> Controls:
+                  yaw=None, pitch=None, roll=None, gaze=None, base:Controls|None=None) -> Controls:
     """Controls from CLI-style values: `expression` a `name=w,...` string, a keyframes JSON path, or a dict; `emotion`
-    `name` or `name:intensity`. Values left None keep `base`'s (a live session changes one control at a time)."""
+    `name` or `name:intensity`; `gaze` `"yaw,pitch"` degrees, two numbers, or `"clip"` (the clip's own gaze again).
+    Values left None keep `base`'s (a live session changes one control at a time)."""
     c = base or Controls()
     changes = {}
     if expression is not None:
@@ -156,6 +183,12 @@ def controls_from(expression=None, emotion:str|None=None, blink_rate=None, pose:
         if v is not None:
             try: changes[k] = float(v)
             except (TypeError, ValueError): raise BeingError(f"{k} must be a number of degrees, not {v!r}") from None
+    if gaze is not None:
+        if gaze == "clip": changes["gaze"] = None
+        else:
+            parts = gaze.split(",") if isinstance(gaze, str) else gaze
+            try: changes["gaze"] = tuple(float(a) for a in parts)
+            except (TypeError, ValueError): raise BeingError(f"gaze {gaze!r} is two numbers of degrees, yaw,pitch", fix="e.g. --gaze 15,-5") from None
     return replace(c, **changes)
 
 # %% ../nbs/31_controls.ipynb #7167e6f8
@@ -199,6 +232,8 @@ class FrameControls:
     turn: torch.Tensor|None             # [B, 4, 4] head rotations to apply (`w2c @ turn`), or None
     expression: torch.Tensor            # [B, E] the motion field's upper-face input
     mouth: dict                         # ARKit jaw/mouth name -> [B] weights to add to the speech's
+    unused: tuple = ()                  # names the controls set that this avatar has no input for (gaze, before it was one)
+    mouth_set: bool = False             # `mouth` replaces the speech's jaw and mouth rather than adding to them
 
 @dataclass(frozen=True)
 class ReplayStats:
@@ -206,9 +241,14 @@ class ReplayStats:
     typical: int                        # the replay position of the `still` pose (`typical_pose`)
     blink: dict                         # eyeBlinkLeft/Right -> (open: median, closed: 98th percentile)
 
-def replay_stats(replay_expression:torch.Tensor, w2c:torch.Tensor) -> ReplayStats:
-    "`ReplayStats` of a replay's expressions [N, E] and cameras [N, 4, 4] (a GPU sync: once per avatar, not per frame)."
-    names = list(EXPRESSION_BLENDSHAPES)
+def _expression_names(expression:torch.Tensor, names) -> list:
+    "The names of an expression input's E columns: `names` (a model's `config.expression`), or AVATAR_EXPRESSION's first E."
+    return list(AVATAR_EXPRESSION[:expression.shape[-1]] if names is None else names)
+
+def replay_stats(replay_expression:torch.Tensor, w2c:torch.Tensor, names=None) -> ReplayStats:
+    """`ReplayStats` of a replay's expressions [N, E] (columns `names`, a model's `config.expression`) and cameras
+    [N, 4, 4] (a GPU sync: once per avatar, not per frame)."""
+    names = _expression_names(replay_expression, names)
     blink = {}
     for name in ("eyeBlinkLeft", "eyeBlinkRight"):
         col = replay_expression[:, names.index(name)].float().cpu()
@@ -216,19 +256,21 @@ def replay_stats(replay_expression:torch.Tensor, w2c:torch.Tensor) -> ReplayStat
     return ReplayStats(typical_pose(w2c.cpu().numpy()), blink)
 
 def frame_controls(c:Controls, steps:np.ndarray, replay_pick:np.ndarray, expression:torch.Tensor,
-                   replay_expression:torch.Tensor, w2c:torch.Tensor, stats:ReplayStats|None=None) -> FrameControls:
+                   replay_expression:torch.Tensor, w2c:torch.Tensor, stats:ReplayStats|None=None,
+                   names=None) -> FrameControls:
     """`steps` [B] output frame counters; `replay_pick` [B] the replay positions they show; `expression` [B, E] the
     batch's expression before the controls (the replay's, or a puppeteering track's); `replay_expression` [N, E] and
-    `w2c` [N, 4, 4] the whole replay's (its blinks set the synthesised ones); `stats` their `replay_stats`, if kept.
+    `w2c` [N, 4, 4] the whole replay's (its blinks set the synthesised ones); `stats` their `replay_stats`, if kept;
+    `names` the expression's columns (a model's `config.expression`; default: `AVATAR_EXPRESSION`'s first E).
     Returns the batch's `FrameControls`."""
     steps, pick = np.asarray(steps), np.asarray(replay_pick)
     times = steps/FPS
     expr = expression.clone()
-    names = list(EXPRESSION_BLENDSHAPES)
+    names = _expression_names(expression, names)
     weights = c.weights(times)
     for name, w in weights.items():
         if name in names: expr[:, names.index(name)] = torch.as_tensor(w, device=expr.device)
-    stats = stats or (replay_stats(replay_expression, w2c) if c.blink_rate is not None or c.pose != "replay" else None)
+    stats = stats or (replay_stats(replay_expression, w2c, names) if c.blink_rate is not None or c.pose != "replay" else None)
     if c.blink_rate is not None:
         for name in ("eyeBlinkLeft", "eyeBlinkRight"):
             b = blink_curve(times, c.blink_rate, *stats.blink[name])
@@ -238,5 +280,6 @@ def frame_controls(c:Controls, steps:np.ndarray, replay_pick:np.ndarray, express
     angles = np.broadcast_to(np.stack(np.broadcast_arrays(c.yaw, pitch, c.roll), -1), (len(steps), 3))
     turn = (None if not np.any(angles) else
             torch.as_tensor(np.stack([head_rotation(*a) for a in angles]), dtype=torch.float32, device=w2c.device))
-    mouth = {k: v for k, v in weights.items() if k not in names}
-    return FrameControls(pose, turn, expr, mouth)
+    mouth = {k: v for k, v in weights.items() if k in SPEECH_BLENDSHAPES}
+    unused = tuple(sorted(k for k in weights if k not in names and k not in mouth))
+    return FrameControls(pose, turn, expr, mouth, unused, c.mouth == "set")

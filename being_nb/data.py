@@ -17,6 +17,7 @@ from PIL import Image
 from .core import BeingError, AvatarDir, cache_dir, split_frames
 from .face import LANDMARKS, HEAD_LABELS, N_MESH
 from .tracking import Track
+from .motion import AVATAR_EXPRESSION
 
 # %% auto #0
 __all__ = ['FIXTURE_MODULES', 'sample_avatar', 'read_frame', 'FrameCache', 'intrinsics_at', 'load_plate', 'without_head',
@@ -123,17 +124,19 @@ def pick_features(avatar:AvatarDir, encoder:str|None=None) -> Path:
     return next((f for f in files if f.stem != "mel"), files[0])
 
 # %% ../nbs/23_data.ipynb #7849eff7
-def frame_expressions(track:Track, device=None) -> torch.Tensor:
-    "[T, E] float32 upper-face expression of every frame (the motion notebook's `pick_expression`)."
+def frame_expressions(track:Track, device=None, names=AVATAR_EXPRESSION) -> torch.Tensor:
+    """[T, E] float32 upper-face expression of every frame: the columns `names` (a model's `config.expression`) of the
+    motion notebook's `pick_expression`."""
     from being_nb.motion import pick_expression
-    return torch.tensor(pick_expression(track.blendshapes, list(track.blendshape_names)), dtype=torch.float32,
+    return torch.tensor(pick_expression(track.blendshapes, list(track.blendshape_names), names), dtype=torch.float32,
                         device=device)
 
 # %% ../nbs/23_data.ipynb #c803fb92
 class AvatarData:
     "Per-frame cameras, audio windows, expressions and boxes of one avatar, at a training resolution."
     def __init__(self, avatar:AvatarDir, size:int, device, encoder:str|None=None, cache_mb:float=2048, timing=None,
-                 drive:str="audio"):    # "audio": the motion field hears audio windows; "blendshapes": tracked shapes
+                 drive:str="audio",     # "audio": the motion field hears audio windows; "blendshapes": tracked shapes
+                 expression_names=AVATAR_EXPRESSION):   # the upper-face inputs (a resumed model's `config.expression`)
         from being_nb.motion import STREAMING
         avatar.require("track"); avatar.require("parse")
         self.avatar, self.size, self.device = avatar, size, torch.device(device)
@@ -145,7 +148,8 @@ class AvatarData:
         features = np.load(self.features_path)
         self.timing = STREAMING if timing is None else timing      # which audio each frame hears (motion notebook)
         self.windows = torch.tensor(self.timing.windows(features, self.n), dtype=torch.float32, device=self.device)
-        self.expression = frame_expressions(self.track, self.device)
+        self.expression_names = list(expression_names)
+        self.expression = frame_expressions(self.track, self.device, self.expression_names)
         lm = self.track.landmarks[..., :2]*(size/self.track.size)
         self.lip_boxes = [box_around(p[LANDMARKS["mouth"]], 0.35, size, 8) for p in lm]
         eyes = np.union1d(LANDMARKS["left_eye"], LANDMARKS["right_eye"])
@@ -178,15 +182,16 @@ class AvatarData:
 # %% ../nbs/23_data.ipynb #eb736de8
 class Replay:
     """The training frames of `avatar` as inference shows them: `w2c` [N,4,4] cameras, `K` [3,3] intrinsics at
-    `size`, `expression` [N,E] upper-face expressions, and `backgrounds(picks)`, N = the training frames in order."""
-    def __init__(self, avatar:AvatarDir, size:int, device=None):
+    `size`, `expression` [N,E] upper-face expressions (`expression_names`, a model's `config.expression`), and
+    `backgrounds(picks)`, N = the training frames in order."""
+    def __init__(self, avatar:AvatarDir, size:int, device=None, expression_names=AVATAR_EXPRESSION):
         avatar.require("track"); avatar.require("parse")
         track = Track.load(avatar.track)
         self.avatar, self.size, self.device = avatar, size, torch.device(device or "cpu")
         self.index = split_frames(len(track))[0]                 # the frames the model learned from
         self.K = intrinsics_at(track, size, self.device)
         self.w2c = torch.tensor(track.w2c[self.index], dtype=torch.float32, device=self.device)
-        self.expression = frame_expressions(track, self.device)[self.index]
+        self.expression = frame_expressions(track, self.device, expression_names)[self.index]
         self.plate = load_plate(avatar, size, self.device)
         self.decoded: dict[int, torch.Tensor] = {}               # position -> uint8 [H,W,3] background
 

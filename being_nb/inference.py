@@ -146,7 +146,7 @@ class Engine:
             self.timing = PriorTiming(self.prior.config.window, self.prior.config.ahead)
         else: self.timing = cfg.timing
         self.size = size or cfg.size
-        self.replay = Replay(self.avatar, self.size, self.device)    # what the avatar replays; decoded as shown
+        self.replay = Replay(self.avatar, self.size, self.device, cfg.expression)   # what the avatar replays; decoded as shown
         self.encoder = (prior_encoder(self.prior, audio_encoder, self.device) if self.prior is not None
                         else matching_encoder(self.avatar, cfg.features, audio_encoder, self.device))
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
@@ -227,24 +227,36 @@ class Engine:
             if c is not None and not c.idle: groups.setdefault(id(c), (c, []))[1].append(k)
         if groups:
             expression, w2c, shown = expression.clone(), w2c.clone(), list(shown)
-            if not hasattr(self, "_replay_stats"): self._replay_stats = replay_stats(self.replay.expression, self.replay.w2c)
+            names = self.model.config.expression
+            if not hasattr(self, "_replay_stats"): self._replay_stats = replay_stats(self.replay.expression, self.replay.w2c, names)
             for c, ks in groups.values():
                 idx = torch.as_tensor(ks, device=self.device)
                 fc = frame_controls(c, np.asarray(steps)[ks], np.asarray(picks)[ks], expression[idx], self.replay.expression,
-                                    self.replay.w2c, self._replay_stats)
+                                    self.replay.w2c, self._replay_stats, names)
+                if fc.unused: self._warn_unused(fc.unused)
                 expression[idx] = fc.expression
                 cams = self.replay.w2c[torch.as_tensor(fc.pose, device=self.device)]
                 w2c[idx] = cams @ fc.turn if fc.turn is not None else cams
                 for k, j in zip(ks, fc.pose.tolist()): shown[k] = j
-                if fc.mouth: inputs = inputs.clone(); inputs[idx] = self._mouth_controls(inputs[idx], fc.mouth)
+                if fc.mouth: inputs = inputs.clone(); inputs[idx] = self._mouth_controls(inputs[idx], fc.mouth, fc.mouth_set)
         head, mouth = (self.graphs(inputs, expression) if self.graphs is not None and len(inputs) <= self.batch
                        else self.model.gaussians(inputs, expression, batched=True))
         images = self.model.render_deformed(head, mouth, w2c, self.replay.K, self.size, self.replay.backgrounds(shown))
         return (images.clamp(0, 1)*255).round().byte()
 
-    def _mouth_controls(self, shapes:torch.Tensor, weights:dict) -> torch.Tensor:
+    def _warn_unused(self, names:tuple):
+        "Warn once that controls name inputs this avatar lacks (gaze, on an avatar trained before it was an input)."
+        if getattr(self, "_warned_unused", False): return
+        import warnings
+        warnings.warn(f"{', '.join(names)}: avatar {self.avatar.name!r} was trained without these inputs, so they do "
+                      "nothing; train it again to control its gaze", stacklevel=3)
+        self._warned_unused = True
+
+    def _mouth_controls(self, shapes:torch.Tensor, weights:dict, set_:bool=False) -> torch.Tensor:
         """Add jaw and mouth weights to a blendshape-driven avatar's shapes (z-scores in the person's range: a weight w
-        moves a shape by w/std). An avatar driven by speech features has no such input: warned once, ignored."""
+        moves a shape by w/std), or with `set_` put them in the shapes' place (a live face's mouth: as `track_inputs`
+        reads a track; names not given rest at the person's mean). An avatar driven by speech features has no such
+        input: warned once, ignored."""
         if self.prior is None:
             if not getattr(self, "_warned_mouth", False):
                 import warnings
@@ -252,6 +264,12 @@ class Engine:
                               "controls do nothing; train it with --prior to control the mouth", stacklevel=3)
                 self._warned_mouth = True
             return shapes
+        if set_:
+            from being_nb.face import ARKIT_BLENDSHAPES
+            person = self._person_stats()
+            full = np.tile(person.mean, (len(shapes), 1)).astype(np.float32)
+            for name, w in weights.items(): full[:, ARKIT_BLENDSHAPES.index(name)] = w
+            return torch.from_numpy(person.standardise(full)[:, np.asarray(SPEECH_INDEX)]).to(shapes.device)
         std = self._person_stats().std[np.asarray(SPEECH_INDEX)]
         delta = np.zeros((len(shapes), len(SPEECH_INDEX)), np.float32)
         for name, w in weights.items():
@@ -275,7 +293,7 @@ class Engine:
         from being_nb.face import ARKIT_BLENDSHAPES
         from being_nb.motion import pick_expression
         weights = np.asarray(weights, np.float32)
-        expression = torch.from_numpy(pick_expression(weights, ARKIT_BLENDSHAPES)).to(self.device)
+        expression = torch.from_numpy(pick_expression(weights, ARKIT_BLENDSHAPES, self.model.config.expression)).to(self.device)
         if self.prior is None: return None, expression
         shapes = self._person_stats().standardise(weights)[:, np.asarray(SPEECH_INDEX)]
         return torch.from_numpy(shapes).to(self.device), expression

@@ -6,7 +6,7 @@ Docs: https://being-nb.github.io/being_nb/model.html.md"""
 
 # %% ../nbs/24_model.ipynb #2f4349e8
 from __future__ import annotations
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import torch
 
 from .core import BeingError, AvatarDir, file_digest, get_device
 from .face import LANDMARKS
+from .motion import AVATAR_EXPRESSION, EXPRESSION_BLENDSHAPES
 
 # %% auto #0
 __all__ = ['REACH_CLEARANCE_CM', 'ModelConfig', 'AvatarModel', 'new_model', 'model_from_checkpoint', 'parameter_digest',
@@ -38,6 +39,8 @@ class ModelConfig:
     trained_on: str = ""           # digest of the avatar's track file it was fitted to ("": saved before this was kept)
     expression_reach: bool = False # eye and brow weights move only the face above the mouth (`expression_reach`);
                                    # models saved before it let them move every face Gaussian
+    expression: list = field(default_factory=lambda: list(EXPRESSION_BLENDSHAPES))   # the ARKit names of the upper-face
+                                   # input, in order (new models add gaze, `AVATAR_EXPRESSION`; saved before: the 11)
 
     @property
     def timing(self):
@@ -53,6 +56,7 @@ class AvatarModel(torch.nn.Module):
         self.config, self.head, self.mouth = config, head, mouth
         self.motion = MotionField(torch.tensor(config.face_bounds), config.feature_dim,
                                   mouth_bounds=torch.tensor(config.mouth_bounds), own_neighbour=config.timing.own_neighbour,
+                                  expression_dim=len(config.expression),
                                   drive=config.drive)
         self.register_buffer("lip_points", torch.zeros(40, 3))     # the fitted lip landmarks, canonical cm
 
@@ -154,7 +158,7 @@ def new_model(data, n_face:int, n_head:int, n_mouth:int, sh_degree:int=1, seed:i
                          mouth_bounds=bounds_of(init.mouth["means"].detach()).tolist(),
                          sh_degree=sh_degree, size=data.size, window_ahead=data.timing.window_ahead,
                          neighbours_ahead=data.timing.neighbours_ahead, trained_on=file_digest(data.avatar.track),
-                         expression_reach=True)
+                         expression_reach=True, expression=list(data.expression_names))
     model = AvatarModel(config, init.head, init.mouth)
     model.lip_points.copy_(torch.tensor(data.track.vertices[LANDMARKS["mouth"]], dtype=torch.float32))
     return model.to(data.device)

@@ -17,11 +17,11 @@ from .core import FPS, SAMPLE_RATE
 from .audio import HOP, frame_windows
 
 # %% auto #0
-__all__ = ['WINDOW', 'NEIGHBOURS', 'FRAME_SAMPLES', 'CENTRED', 'STREAMING', 'EXPRESSION_BLENDSHAPES', 'ATTENTION_PRIOR',
-           'neighbour_windows', 'AudioTiming', 'pick_expression', 'bounds_of', 'TriPlane', 'WindowEncoder',
-           'attention_start', 'AudioAttention', 'AudioEncoder', 'BlendshapeEncoder', 'Offsets', 'quat_multiply',
-           'rotation_offset', 'deform', 'FacePoints', 'FaceMotion', 'lip_motion', 'MouthMotion', 'PointFeatures',
-           'MotionField', 'motion_penalties']
+__all__ = ['WINDOW', 'NEIGHBOURS', 'FRAME_SAMPLES', 'CENTRED', 'STREAMING', 'EXPRESSION_BLENDSHAPES', 'GAZE_BLENDSHAPES',
+           'AVATAR_EXPRESSION', 'ATTENTION_PRIOR', 'neighbour_windows', 'AudioTiming', 'pick_expression', 'bounds_of',
+           'TriPlane', 'WindowEncoder', 'attention_start', 'AudioAttention', 'AudioEncoder', 'BlendshapeEncoder',
+           'Offsets', 'quat_multiply', 'rotation_offset', 'deform', 'FacePoints', 'FaceMotion', 'lip_motion',
+           'MouthMotion', 'PointFeatures', 'MotionField', 'motion_penalties']
 
 # %% ../nbs/22_motion.ipynb #da9b274e
 WINDOW = 16            # feature frames per video frame's audio window
@@ -89,15 +89,20 @@ STREAMING = AudioTiming(4, 0)
 EXPRESSION_BLENDSHAPES = [
     "eyeBlinkLeft", "eyeBlinkRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight",
     "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight"]
+GAZE_BLENDSHAPES = [
+    "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
+    "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight"]
+AVATAR_EXPRESSION = EXPRESSION_BLENDSHAPES + GAZE_BLENDSHAPES   # what a new avatar's field takes (older ones: the first 11)
 
 def pick_expression(blendshapes:np.ndarray,   # [T, 52] MediaPipe blendshape scores
                     names,                    # the 52 names, in the order of the columns
-                    ) -> np.ndarray:          # [T, len(EXPRESSION_BLENDSHAPES)] float32
+                    columns=AVATAR_EXPRESSION,   # the expression inputs to pick, in order (a model's `config.expression`)
+                    ) -> np.ndarray:          # [T, len(columns)] float32
     "The upper-face blendshape columns the motion field takes as its expression input."
     names = list(names)
-    missing = [n for n in EXPRESSION_BLENDSHAPES if n not in names]
+    missing = [n for n in columns if n not in names]
     if missing: raise ValueError(f"blendshapes missing from the track: {missing}")
-    return np.asarray(blendshapes, np.float32)[:, [names.index(n) for n in EXPRESSION_BLENDSHAPES]]
+    return np.asarray(blendshapes, np.float32)[:, [names.index(n) for n in columns]]
 
 # %% ../nbs/22_motion.ipynb #ce630c95
 def bounds_of(points:torch.Tensor,      # [N, 3] points

@@ -29,8 +29,11 @@ CONTROLS = {
     "still": Controls(pose="still"),
     "smile=1": Controls(expression={"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0}),
     "happy": Controls(emotion="happy"),
+    "gaze left 20": Controls(gaze=(20, 0)), "gaze right 20": Controls(gaze=(-20, 0)),
+    "gaze up 15": Controls(gaze=(0, 15)), "gaze down 15": Controls(gaze=(0, -15)),
 }
-READ = ("browInnerUp", "browDownLeft", "eyeBlinkLeft", "eyeWideLeft", "eyeSquintLeft", "jawOpen", "mouthSmileLeft")
+READ = ("browInnerUp", "browDownLeft", "eyeBlinkLeft", "eyeWideLeft", "eyeSquintLeft", "jawOpen", "mouthSmileLeft",
+        "eyeLookOutLeft", "eyeLookInLeft", "eyeLookUpLeft", "eyeLookDownLeft")
 
 def read_faces(images):
     "MediaPipe's mean blendshape scores (READ) and (yaw, pitch, roll) over `images`, and how many frames had a face."

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 def tracked(images):
-    "jawOpen, eyeBlink [T] by FaceLandmarker in RGB frames."
+    "jawOpen, eyeBlink, horizontal and vertical gaze [T, 4] by FaceLandmarker in RGB frames (`gaze`)."
     from PIL import Image
     from being_nb.tracking import landmarker, _mp_image
     out = []
@@ -26,10 +26,16 @@ def tracked(images):
         for img in images:
             big = np.asarray(Image.fromarray(img).resize((512, 512), Image.Resampling.BICUBIC))
             r = lm.detect(_mp_image(big))
-            if not r.face_blendshapes: out.append((np.nan, np.nan)); continue
+            if not r.face_blendshapes: out.append((np.nan,)*4); continue
             s = {c.category_name: c.score for c in r.face_blendshapes[0]}
-            out.append((s["jawOpen"], (s["eyeBlinkLeft"] + s["eyeBlinkRight"])/2))
+            out.append((s["jawOpen"], (s["eyeBlinkLeft"] + s["eyeBlinkRight"])/2, *gaze(lambda n: s[n])))
     return np.array(out)
+
+def gaze(w):
+    "(to the person's left, down) from ARKit eyeLook weights `w(name)`: each the mean of both eyes' opposite pairs."
+    left = (w("eyeLookOutLeft") + w("eyeLookInRight") - w("eyeLookInLeft") - w("eyeLookOutRight"))/2
+    down = (w("eyeLookDownLeft") + w("eyeLookDownRight") - w("eyeLookUpLeft") - w("eyeLookUpRight"))/2
+    return left, down
 
 def pearson(a, b):
     ok = ~np.isnan(a) & ~np.isnan(b)
@@ -73,6 +79,7 @@ def main():
     weights = own_weights(avatar)
     blink = lambda w: (w[:, blendshape_index("eyeBlinkLeft")] + w[:, blendshape_index("eyeBlinkRight")])/2
     jaw_in, blink_in = weights[:, blendshape_index("jawOpen")], blink(weights)
+    gaze_in = np.stack(gaze(lambda n: weights[:, blendshape_index(n)]), 1)
     rows, packed, info = {}, {}, {}
     with tempfile.TemporaryDirectory() as d:
         csv = write_blendshapes(Path(d)/"own.csv", weights, fps=25)
@@ -102,6 +109,7 @@ def main():
             got = tracked(frames)
             n = min(len(got), len(weights))
             rows[label] = {"frames": n, "jawOpen_r": pearson(jaw_in[:n], got[:n, 0]), "eyeBlink_r": pearson(blink_in[:n], got[:n, 1]),
+                           "gaze_left_r": pearson(gaze_in[:n, 0], got[:n, 2]), "gaze_down_r": pearson(gaze_in[:n, 1], got[:n, 3]),
                            "face_found": round(float((~np.isnan(got[:n, 0])).mean()), 3),
                            "input_range": {"jawOpen": [round(float(jaw_in.min()), 3), round(float(jaw_in.max()), 3)],
                                            "eyeBlink": [round(float(blink_in.min()), 3), round(float(blink_in.max()), 3)]},

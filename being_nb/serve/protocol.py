@@ -13,15 +13,15 @@ import numpy as np
 
 from ..controls import Controls, controls_from
 from ..core import BeingError, FPS, SAMPLE_RATE
-from ..face import ARKIT_BLENDSHAPES
-from ..motion import EXPRESSION_BLENDSHAPES
+from ..face import ARKIT_BLENDSHAPES, SPEECH_BLENDSHAPES
+from ..motion import AVATAR_EXPRESSION
 
 # %% auto #0
 __all__ = ['PROTOCOL_VERSION', 'AUDIO_HEADER', 'FRAME_HEADER', 'AUDIO_MESSAGE', 'FRAME_MESSAGE', 'IDLE', 'SPEAKING',
            'FRAME_SEQ_OFFSET', 'MAX_MESSAGE', 'MAX_CHUNK', 'MAX_GAP', 'MAX_AHEAD', 'MAX_INDEX', 'MAX_BACKLOG',
-           'LOOPBACK', 'OUTPUTS', 'WEIGHT_OUTPUTS', 'SUBJECT_CHARS', 'CONTROL_FIELDS', 'ProtocolError', 'close_reason',
-           'pack_audio', 'parse_audio', 'pack_frame', 'parse_frame', 'parse_text', 'check_hello', 'error_text',
-           'parse_control', 'parse_face', 'face_weights']
+           'LOOPBACK', 'OUTPUTS', 'MOUTHS', 'WEIGHT_OUTPUTS', 'SUBJECT_CHARS', 'CONTROL_FIELDS', 'ProtocolError',
+           'close_reason', 'pack_audio', 'parse_audio', 'pack_frame', 'parse_frame', 'parse_text', 'check_hello',
+           'error_text', 'parse_control', 'parse_face', 'face_weights']
 
 # %% ../../nbs/33_serve_protocol.ipynb #66b9e704
 PROTOCOL_VERSION = 1
@@ -38,6 +38,7 @@ MAX_INDEX = 2**40                           # sample indices from here on (about
 MAX_BACKLOG = 4*2**20                       # bytes waiting to go to a client that does not read (pongs to a ping flood)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 OUTPUTS = ("frames", "blendshapes", "livelink", "osc")   # what a session may ask for in its hello (default: frames)
+MOUTHS = ("speech", "face")                             # what moves a session's mouth (hello `mouth`; default: speech)
 WEIGHT_OUTPUTS = ("blendshapes", "livelink", "osc")     # of those, the ones made of the speech prior's ARKit weights
 SUBJECT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")   # in a subject name
 
@@ -90,7 +91,9 @@ def parse_text(text:str) -> dict:
 def check_hello(message) -> dict:
     """The client's first message, checked: a JSON `hello` of this protocol version with 16 kHz pcm_s16le audio; its
     optional `face` ("livelink", or "livelink:SUBJECT" for one phone) makes the server's Live Link input drive the eyes
-    and brows; its optional `subject` (1-64 letters, digits, `_`, `-`, `.`; default "being") names the session's
+    and brows; its optional `mouth` ("speech", the default, or "face") says whether the speech prior or the live face
+    moves the jaw and mouth (a blendshape-driven avatar); its optional `subject` (1-64 letters, digits, `_`, `-`, `.`;
+    default "being") names the session's
     weights on the server's Live Link and OSC outputs."""
     if not isinstance(message, str): raise ProtocolError("no-hello", "the first message must be a JSON hello", close=1008)
     m = parse_text(message)
@@ -107,17 +110,20 @@ def check_hello(message) -> dict:
         raise ProtocolError("bad-face-source", f"face must be \"livelink\" or \"livelink:SUBJECT\", not {face!r}", close=1008)
     if face is not None and "frames" not in outputs:
         raise ProtocolError("bad-face-source", "a face moves the frames: ask for the \"frames\" output too", close=1008)
+    mouth = m.get("mouth", "speech")
+    if mouth not in MOUTHS or (mouth == "face" and "frames" not in outputs):
+        raise ProtocolError("bad-mouth", f"mouth is \"speech\" or \"face\" (with the \"frames\" output), not {mouth!r}", close=1008)
     subject = m.get("subject", "being")
     if not (isinstance(subject, str) and 0 < len(subject) <= 64 and set(subject) <= SUBJECT_CHARS):
         raise ProtocolError("bad-subject", f"subject must be 1-64 letters, digits, '_', '-' or '.', not {subject!r}", close=1008)
-    return {**m, "outputs": [o for o in OUTPUTS if o in outputs], "subject": subject}
+    return {**m, "outputs": [o for o in OUTPUTS if o in outputs], "subject": subject, "mouth": mouth}
 
 def error_text(code:str, message:str) -> str:
     "An `error` text message."
     return json.dumps({"type": "error", "code": code, "message": message})
 
 # %% ../../nbs/33_serve_protocol.ipynb #d93ba457
-CONTROL_FIELDS = ("expression", "emotion", "blink_rate", "pose", "yaw", "pitch", "roll")
+CONTROL_FIELDS = ("expression", "emotion", "blink_rate", "pose", "yaw", "pitch", "roll", "gaze")
 
 def parse_control(m:dict, base:Controls) -> Controls:
     "A `control` message applied to `base` (the session's controls so far), or `ProtocolError` `bad-control`."
@@ -130,21 +136,28 @@ def parse_control(m:dict, base:Controls) -> Controls:
         raise ProtocolError("bad-control", "blink_rate, yaw, pitch and roll are numbers", close=None)
     if not isinstance(m.get("emotion", ""), str) or not isinstance(m.get("pose", ""), str):
         raise ProtocolError("bad-control", "emotion and pose are strings", close=None)
+    g = m.get("gaze")
+    if g is not None and g != "clip" and not (isinstance(g, list) and len(g) == 2 and
+                                              all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in g)):
+        raise ProtocolError("bad-control", 'gaze is [yaw, pitch] in degrees, or "clip"', close=None)
     try:
         return controls_from(m.get("expression"), m.get("emotion"), m.get("blink_rate"), m.get("pose"), m.get("yaw"),
-                             m.get("pitch"), m.get("roll"), base=Controls() if m.get("reset") else base)
+                             m.get("pitch"), m.get("roll"), g, base=Controls() if m.get("reset") else base)
     except BeingError as e: raise ProtocolError("bad-control", e.message, close=None) from None
 
-def parse_face(m:dict) -> dict:
-    """The eye and brow weights {ARKit name: w} of a `face` message (52 weights 0-1 in ARKit's order, as
-    `being_nb.face.ARKIT_BLENDSHAPES` lists them: eyeBlinkLeft first; `null`: let go of the face), or `ProtocolError`."""
+def parse_face(m:dict, mouth:bool=False) -> dict:
+    """The eye, gaze and brow weights {ARKit name: w} (with `mouth`, the jaw and mouth's too) of a `face` message (52
+    weights 0-1 in ARKit's order, as `being_nb.face.ARKIT_BLENDSHAPES` lists them: eyeBlinkLeft first; `null`: let go
+    of the face), or `ProtocolError`."""
     w = m.get("blendshapes")
     if w is None: return {}
     if not (isinstance(w, list) and len(w) == len(ARKIT_BLENDSHAPES) and
             all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in w)):
         raise ProtocolError("bad-face", f"blendshapes must be {len(ARKIT_BLENDSHAPES)} numbers 0-1 in ARKit order", close=None)
-    return face_weights(w)
+    return face_weights(w, mouth)
 
-def face_weights(weights) -> dict:
-    "The eye and brow weights {ARKIT name: w} a live face drives, of its 52 ARKit weights (ARKit's order)."
-    return {n: float(weights[ARKIT_BLENDSHAPES.index(n)]) for n in EXPRESSION_BLENDSHAPES}
+def face_weights(weights, mouth:bool=False) -> dict:
+    """The weights {ARKIT name: w} a live face drives, of its 52 ARKit weights (ARKit's order): eyes, gaze and brows,
+    and with `mouth` the jaw and mouth (`SPEECH_BLENDSHAPES`)."""
+    names = (*AVATAR_EXPRESSION, *SPEECH_BLENDSHAPES) if mouth else AVATAR_EXPRESSION
+    return {n: float(weights[ARKIT_BLENDSHAPES.index(n)]) for n in names}

@@ -328,6 +328,11 @@ async def _connection(server:AvatarServer, ws):
             ready.update(width=engine.size, height=engine.size, format="jpeg", max_unacked=server.config.max_unacked,
                          lookahead_ms=round(lookahead, 1), gaussians=engine.budget.drawn)
             workers.append(avatar.worker)
+            if hello["mouth"] == "face":
+                if engine.prior is None:
+                    raise ProtocolError("bad-mouth", f"avatar {name!r} hears speech features, so a face cannot move its mouth: "
+                                        "train it with --prior, or leave \"mouth\" out", close=1008)
+                ready["mouth"] = "face"
         if weighs:
             blendshapes = await server.blendshape_worker()
             from being_nb.serve.blendshapes import Fanout
@@ -338,7 +343,7 @@ async def _connection(server:AvatarServer, ws):
         weights_out = server.weights_out(hello) if weighs else None     # its sockets: closed when it leaves (below if
         await ws.send(json.dumps(ready))                                 # it never starts)
         session = Session(ws, workers[0] if len(workers) == 1 else Fanout(*workers), server.config.limits,
-                          on_frame=server.metrics.latency.observe, renders=renders)
+                          on_frame=server.metrics.latency.observe, renders=renders, face_mouth=hello["mouth"] == "face")
         session.weights_out, weights_out = weights_out, None
         if face is not None: server.faces[session] = face.partition(":")[2]
         session.outbox.on_drop = server.metrics.dropped.labels("window").inc

@@ -108,7 +108,8 @@ class Session:
     "One client's stream on the event loop: audio in, frames out."
     def __init__(self, websocket, worker:AvatarWorker, limits:SessionLimits=SessionLimits(),
                  on_frame=None,                # called with each speech frame's server latency (s) as it is queued to send
-                 renders:bool=True):           # frames are rendered for it (False: blendshapes only; their worker says `ended`)
+                 renders:bool=True,            # frames are rendered for it (False: blendshapes only; their worker says `ended`)
+                 face_mouth:bool=False):       # a live face moves the mouth too (hello `"mouth": "face"`), not the speech
         self.ws, self.worker, self.limits, self.on_frame = websocket, worker, limits, on_frame
         self.loop = asyncio.get_running_loop()
         self.outbox = Outbox(limits.max_unacked)
@@ -123,7 +124,8 @@ class Session:
         self.weights_out = None                            # where the blendshape worker sends its weights (`WeightsOut`)
         self.told_window = (0, 0.0)                        # (window drops, when) of the last `dropped` message about them
         self.controls = Controls()                         # from `control` messages
-        self.face: dict = {}                               # the eyes and brows of the last `face` message
+        self.face: dict = {}                               # the eyes, gaze and brows (and mouth) of the last face
+        self.face_mouth = face_mouth
         self.controls_changed = False                      # sent to the worker at the next frame (at most 25 a second)
         self.face_at: float|None = None                    # when a Live Link face last came (it lets go after FACE_TIMEOUT)
 
@@ -161,18 +163,20 @@ class Session:
         elif kind == "control":
             self.controls, self.controls_changed = parse_control(m, self.controls), True
             if m.get("reset"): self.face, self.face_at = {}, None                      # back to none: the face too
-        elif kind == "face": self.face, self.face_at, self.controls_changed = parse_face(m), None, True
+        elif kind == "face": self.face, self.face_at, self.controls_changed = parse_face(m, self.face_mouth), None, True
         else: raise ProtocolError("unknown-type", f"unknown message type {kind!r} (expected ack, interrupt, end, control or face)", close=None)
 
     def live_face(self, weights:np.ndarray):
         "A live face's 52 ARKit weights (Live Link Face, from anyone who can reach the port: clipped to 0-1, NaN as 0)."
-        self.face = face_weights(np.nan_to_num(np.clip(np.asarray(weights, np.float32), 0, 1)))
+        self.face = face_weights(np.nan_to_num(np.clip(np.asarray(weights, np.float32), 0, 1)), self.face_mouth)
         self.face_at, self.controls_changed = time.monotonic(), True
 
     def _post_controls(self):
-        "What the frames show besides speech: the controls, the live face's eyes and brows under an explicit expression."
+        """What the frames show besides speech: the controls, the live face's eyes, gaze and brows under an explicit
+        expression (and, for a session whose mouth follows the face, its jaw and mouth in place of the speech's)."""
         c = self.controls
-        if self.face and not isinstance(c.expression, Keyframes): c = replace(c, expression={**self.face, **c.expression})
+        if self.face and not isinstance(c.expression, Keyframes):
+            c = replace(c, expression={**self.face, **c.expression}, mouth="set" if self.face_mouth else c.mouth)
         self.worker.post(Control(self, c))
 
     def _audio(self, index:int, samples:np.ndarray):
