@@ -222,6 +222,45 @@ def test_blendshape_driven_avatar_served_live(sample_root):
         try: proc.wait(timeout=20)
         except subprocess.TimeoutExpired: proc.kill()
 
+def test_a_face_moves_the_mouth_of_a_session_that_asks(sample_root):
+    """hello `"mouth": "face"`: the jaw and mouth of `face` messages move a blendshape-driven avatar's mouth instead of
+    the speech prior's. Two sessions get the same face (jaw open, eyes and brows at rest); only the one that asked
+    shows it: their k-th frames replay the same clip frame, equal before the face and different after."""
+    import re, json as js
+    from websockets.sync.client import connect
+    from being_nb.media import decode_jpeg
+    from being_nb.serve.protocol import parse_frame
+    if not (sample_root/"s"/"model"/"model.pt").exists(): pytest.skip("needs test_blendshape_driven_avatar's model")
+    proc = subprocess.Popen([shutil.which("being"), "serve", "--root", str(sample_root), "--port", "0", "--device", "cpu",
+                             "--no-admission"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stdout.readline()).group(1))
+        hello = {"type": "hello", "v": 1, "sample_rate": 16000, "fps": 25, "format": "pcm_s16le"}
+        a, b = (connect(f"ws://127.0.0.1:{port}/ws/s", open_timeout=10) for _ in range(2))
+        a.send(js.dumps({**hello, "mouth": "face"})); b.send(js.dumps(hello))
+        assert js.loads(a.recv(timeout=120))["mouth"] == "face" and js.loads(b.recv(timeout=120))["type"] == "ready"
+        got = {a: [], b: []}
+        def take(ws):
+            while True:
+                m = ws.recv(timeout=30)
+                if isinstance(m, bytes):
+                    f = parse_frame(m); ws.send(js.dumps({"type": "ack", "seq": f["seq"]}))
+                    got[ws].append(decode_jpeg(f["jpeg"]).astype(np.float32)); return
+        face = [0.0]*52
+        face[blendshape_index("jawOpen")] = 1.0
+        for k in range(30):
+            take(a); take(b)
+            if k == 5:
+                for ws in (a, b): ws.send(js.dumps({"type": "face", "blendshapes": face}))
+        diff = [float(np.abs(got[a][k] - got[b][k]).mean()) for k in range(30)]
+        print("mean |A - B| per frame:", np.round(diff, 3).tolist())
+        assert max(diff[:4]) < 0.05 and min(diff[15:]) > 0.05, diff
+        a.close(); b.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired: proc.kill()
+
 def test_adapted_prior_drives_its_avatar(sample_root):
     "`being train --prior --timing centred` adapts a copy of the prior to the person; eval and generate use that copy."
     import torch

@@ -779,6 +779,13 @@ def test_controls_turn_the_served_head_and_bad_ones_are_answered(server):
     ws.close()
 
 
+def test_a_face_cannot_move_the_mouth_of_an_avatar_that_hears_speech(server):
+    "hello `\"mouth\": \"face\"` on an avatar driven by speech features: refused (1008) with the fix."
+    ws = connect(server.ws + "tiny", open_timeout=10)
+    ws.send(json.dumps({**json.loads(HELLO), "mouth": "face"}))
+    code, reason, texts = closed_with(ws, timeout=60)
+    assert code == 1008 and texts and texts[0]["code"] == "bad-mouth" and "--prior" in texts[0]["message"], (code, texts)
+
 def test_a_live_face_drives_the_sessions_that_ask_for_it(root, server):
     """`--livelink-in`: Live Link Face packets (from `LiveLinkSender`, the iPhone app's packet) change the frames of a
     session whose hello asks for `"face": "livelink"`, not those of one that does not; junk packets are counted as
