@@ -247,6 +247,14 @@ def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_proce
                    "frames_dropped_window": int(delta("being_frames_dropped_total{window}")),
                    "mean_render_batch": round(delta("being_render_batch_frames_sum")/max(1, delta("being_render_batch_frames_count")), 2),
                    "tick_ms_mean": round(1000*delta("being_tick_seconds_sum")/max(1, delta("being_tick_seconds_count")), 2),
+                   # how the tick thread kept time: ticks a second over the run, the share whose work overran one
+                   # period, and how late ticks began (p50/p95 bucket bounds, ms)
+                   "ticks_per_s": round(delta("being_tick_seconds_count")/wall, 1),
+                   "ticks_over_period": round(1 - delta(f"being_tick_seconds_bucket{{{(tick_ms or 20)/1000}}}")
+                                              /max(1, delta("being_tick_seconds_count")), 3),
+                   "tick_late_ms_p50_p95": [round(1000*histogram_quantile(after, before, "being_tick_lateness_seconds", q), 1)
+                                            for q in (0.5, 0.95)],
+                   "render_calls_per_s": round(delta("being_render_batch_frames_count")/seconds, 1),
                    **{f"tick_{ph}_ms_mean": round(1000*delta(f"being_tick_phase_seconds_total{{{ph}}}")/max(1, delta("being_tick_seconds_count")), 2)
                       for ph in ("speech", "render", "other")},
                    "errors": [s["error"] for s in st if s["error"]][:3], "lookahead_ms": st[0]["lookahead_ms"]}

@@ -96,6 +96,8 @@ class Metrics:
         self.tick = Histogram("being_tick_seconds", "Work per render tick", ["device"],
                               buckets=(.002, .005, .01, .02, .03, .04, .06, .1, .2, .5, 1), registry=r)
         self.busy = Gauge("being_device_busy_ratio", "Tick work / tick period", ["device"], registry=r)
+        self.late = Histogram("being_tick_lateness_seconds", "How late each render tick began after its slot", ["device"],
+                              buckets=(.001, .002, .005, .01, .02, .04, .1, .5), registry=r)
         self.phases = Counter("being_tick_phase_seconds", "Tick work by phase: speech (the sessions' audio through their "
                               "speech fronts), render (rendering and JPEG), other (planning, hand-off)",
                               ["device", "phase"], registry=r)
@@ -111,6 +113,7 @@ class Metrics:
         if report.shed: self.dropped.labels("shed").inc(report.shed)
         for b in report.batches: self.batch.labels(device).observe(b)
         self.tick.labels(device).observe(report.seconds)
+        self.late.labels(device).observe(report.late)
         self.phases.labels(device, "speech").inc(report.speech)
         self.phases.labels(device, "render").inc(report.render)
         self.phases.labels(device, "other").inc(max(0.0, report.seconds - report.speech - report.render))

@@ -162,6 +162,7 @@ class TickReport:
     period: float                       # the tick period
     speech: float = 0.0                 # of the work, the commands: the sessions' audio through their speech fronts
     render: float = 0.0                 # of the work, rendering and JPEG encoding (the device's work and its launches)
+    late: float = 0.0                   # s the tick began after its slot (the one before overran, or the thread waited)
 
 # %% ../../nbs/34_serve_worker.ipynb #42cd6373
 class CpuJpeg:
@@ -353,9 +354,10 @@ def _tick_loop(w:AvatarWorker):
     while not w.closing:
         due += w.tick
         if (wait := due - time.monotonic()) > 0: w.stop.wait(wait)
-        else: due = time.monotonic()
+        late = time.monotonic() - due
+        if wait <= 0: due = time.monotonic()
         if w.closing: break
-        try: _tick(w)
+        try: _tick(w, late)
         except Exception as e:          # a bug, or the device failing: every session ends with the error (1011)
             print(f"being serve: rendering {w.engine.avatar.name} failed: {e!r}", file=sys.stderr, flush=True)
             w.rendered.put([(st.client, Failure(st.epoch, e)) for st in w.streams.values()])
@@ -399,7 +401,7 @@ def _commands(w:AvatarWorker):
     for c in commands:
         if isinstance(c, Leave): _apply(w, c)
 
-def _tick(w:AvatarWorker):
+def _tick(w:AvatarWorker, late:float=0.0):
     t0 = time.monotonic()
     _commands(w)
     t1 = time.monotonic()
@@ -423,7 +425,7 @@ def _tick(w:AvatarWorker):
     if frames: w.frame_cost += (seconds/len(frames) - w.frame_cost)*(0.2 if w.frame_cost else 1.0)
     if w.on_tick is not None:
         w.on_tick(TickReport(len(w.streams), len(frames), sum(f.flags == IDLE for f in frames), shed,
-                             tuple(batches), seconds, w.tick, t1 - t0, t3 - t2))
+                             tuple(batches), seconds, w.tick, t1 - t0, t3 - t2, late))
 
 # %% ../../nbs/34_serve_worker.ipynb #c990fbb5
 def _deliver_loop(w:AvatarWorker):
