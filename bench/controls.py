@@ -73,7 +73,8 @@ def pack(path, rendered, info):
 
 def unpack(path, names):
     from being_nb.media import decode_jpeg
-    z = np.load(path, allow_pickle=False)
+    from npz_parts import load
+    z = load(path)
     out = {}
     for name in names:
         out[name] = {}

@@ -57,7 +57,9 @@ print('trained $name', t.step_count, 'steps')" > $W/train_$name.log 2>&1 &
 collect)
   # at most 8 files come back: the frames (npz) each, everything else in one tar (refreshed as it goes: a call cut
   # short still brings back what was measured)
-  keep() { cp $W/out/*.npz $OUT/ 2>/dev/null; cp $W/log.txt $W/out/; (cd $W/out && tar cf $OUT/results.tar $(ls | grep -v '\.npz$')); }
+  # (frames over 15 MB are split into parts first: bench/npz_parts.py; the scripts read a file's parts as one)
+  keep() { for f in $W/out/*.npz; do [ -e "$f" ] && python3 $W/code/bench/npz_parts.py split "$f" > /dev/null; done
+           cp $W/out/*.npz $OUT/ 2>/dev/null; cp $W/log.txt $W/out/; (cd $W/out && tar cf $OUT/results.tar $(ls | grep -v '\.npz$')); }
   for i in $(seq 1 ${2:-110}); do grep -q "ALL DONE" $W/log.txt && break; sleep 5; [ $((i % 6)) = 0 ] && keep; done
   tail -n 60 $W/log.txt
   keep

@@ -41,7 +41,11 @@ def pearson(a, b):
     ok = ~np.isnan(a) & ~np.isnan(b)
     return round(float(np.corrcoef(a[ok], b[ok])[0, 1]), 3)
 
-RUNS = ("blendshape track, no audio", "own audio through the speech prior")
+RUNS = ("blendshape track, no audio", "own audio through the speech prior", "blendshape track, no audio, still pose")
+# The third holds the head in its most typical pose (`--pose still`) instead of replaying the clip's: what follows the
+# track then follows the avatar's inputs, not the replayed camera (its view-dependent colours can make the irises look
+# as if they followed the clip's gaze: on the CPU-sized avatar the rendered gaze follows the clip's with r 0.96 even
+# with every gaze input held at its mean, and with r -0.02 in a still pose).
 
 def own_weights(avatar):
     from being_nb.face import arkit_from_mediapipe
@@ -52,7 +56,8 @@ def own_weights(avatar):
 def render_generate(a, avatar, csv, label, out):
     "Frames as `being generate` writes them (an mp4, decoded)."
     from being_nb.media import read_frames
-    args = ["--blendshapes", str(csv)] if label == RUNS[0] else ["--audio", str(avatar.audio)]
+    args = ["--blendshapes", str(csv)] if label != RUNS[1] else ["--audio", str(avatar.audio)]
+    if label == RUNS[2]: args += ["--pose", "still"]
     r = subprocess.run(["being", "generate", a.name, "--root", a.root, "--device", a.device, "--size", str(a.size),
                         "--output", str(out), "--quiet", *args], capture_output=True, text=True)
     if r.returncode: sys.exit(r.stderr)
@@ -62,8 +67,9 @@ def render_engine(engine, avatar, csv, label):
     "The same frames through the Python API (what `being generate` calls), without an mp4."
     from being_nb.inference import track_at_fps
     from being_nb.media import read_audio
-    if label == RUNS[0]: return list(engine.frames(None, track_at_fps(csv)))
-    return list(engine.frames(read_audio(avatar.audio)))
+    from being_nb.controls import Controls
+    if label == RUNS[1]: return list(engine.frames(read_audio(avatar.audio)))
+    return list(engine.frames(None, track_at_fps(csv), controls=Controls(pose="still") if label == RUNS[2] else None))
 
 def main():
     ap = argparse.ArgumentParser()
@@ -91,7 +97,8 @@ def main():
             info = {"machine": f"{platform.machine()}, {torch.cuda.get_device_name() if engine.device.type == 'cuda' else 'cpu'}",
                     "gaussians": engine.budget.total, "size": engine.size}
         elif a.rendered:
-            z = np.load(a.rendered, allow_pickle=False)
+            from npz_parts import load
+            z = load(a.rendered)
             info = json.loads(str(z["info"]))
         for k, label in enumerate(RUNS):
             t = time.time()
@@ -103,6 +110,7 @@ def main():
                 print(label, len(frames), "frames", round(time.time() - t, 1), "s", flush=True)
                 continue
             if a.rendered:
+                if f"run{k}" not in z: continue           # rendered before this run was added
                 data, ends = z[f"run{k}"].tobytes(), z[f"run{k}_ends"]
                 frames = [decode_jpeg(data[s:e]) for s, e in zip(np.r_[0, ends[:-1]], ends)]
             else: frames = render_generate(a, avatar, csv, label, Path(d)/"out.mp4")
