@@ -17,11 +17,12 @@ from .face import LANDMARKS
 from .motion import AVATAR_EXPRESSION, EXPRESSION_BLENDSHAPES
 
 # %% auto #0
-__all__ = ['REACH_CLEARANCE_CM', 'ModelConfig', 'AvatarModel', 'new_model', 'model_from_checkpoint', 'parameter_digest',
-           'check_trained_on', 'load_model', 'contributions', 'keep_gaussians']
+__all__ = ['REACH_CLEARANCE_CM', 'STILL_EYE_CM', 'ModelConfig', 'AvatarModel', 'new_model', 'model_from_checkpoint',
+           'parameter_digest', 'check_trained_on', 'load_model', 'contributions', 'keep_gaussians']
 
 # %% ../nbs/24_model.ipynb #2e8c2840
 REACH_CLEARANCE_CM = 1.0    # eye and brow weights stop this far above the upper lip, and act fully 1 cm higher
+STILL_EYE_CM = 0.8          # head Gaussians this near an eye-contour landmark keep view-independent colours (`still_eyes`)
 
 @dataclass
 class ModelConfig:
@@ -39,6 +40,8 @@ class ModelConfig:
     trained_on: str = ""           # digest of the avatar's track file it was fitted to ("": saved before this was kept)
     expression_reach: bool = False # eye and brow weights move only the face above the mouth (`expression_reach`);
                                    # models saved before it let them move every face Gaussian
+    still_eyes: bool = False       # Gaussians around the eyes have no view-dependent colour (`eye_view_mask`); models
+                                   # saved before it let them have one
     expression: list = field(default_factory=lambda: list(EXPRESSION_BLENDSHAPES))   # the ARKit names of the upper-face
                                    # input, in order (new models add gaze, `AVATAR_EXPRESSION`; saved before: the 11)
 
@@ -59,6 +62,8 @@ class AvatarModel(torch.nn.Module):
                                   expression_dim=len(config.expression),
                                   drive=config.drive)
         self.register_buffer("lip_points", torch.zeros(40, 3))     # the fitted lip landmarks, canonical cm
+        if config.still_eyes:                                       # the fitted eye contours, canonical cm
+            self.register_buffer("eye_points", torch.zeros(len(LANDMARKS["left_eye"]) + len(LANDMARKS["right_eye"]), 3))
 
     def lip_mask(self) -> torch.Tensor:
         "Head Gaussians within 0.6 cm of a lip landmark (recomputed: densification changes the set)."
@@ -72,13 +77,31 @@ class AvatarModel(torch.nn.Module):
         top = self.lip_points[:, 1].min()
         return (top - REACH_CLEARANCE_CM - self.head["means"].detach()[:, 1]).clamp(0, 1)
 
+    def eye_view_mask(self) -> torch.Tensor|None:
+        """[N, K, 1] 0 for the view-dependent colour coefficients (SH degree 1 and up) of head Gaussians within
+        `STILL_EYE_CM` of an eye-contour landmark, 1 elsewhere; None for models saved before it (`ModelConfig.still_eyes`).
+        A clip's speaker looks at the camera as the head turns, so the irises could fit that gaze by colouring
+        themselves per view (an eye that follows the viewer, like a painted one) and the gaze inputs would learn
+        nothing: without view-dependent colour, only the motion field can move them."""
+        if not self.config.still_eyes: return None
+        k = self.head["sh0"].shape[1] + self.head["shN"].shape[1]
+        near = torch.cdist(self.head["means"].detach(), self.eye_points).min(1).values < STILL_EYE_CM
+        mask = torch.ones(len(near), k, 1, device=near.device)
+        mask[near, 1:] = 0
+        return mask
+
+    def with_still_eyes(self, g:dict) -> dict:
+        "Activated head Gaussians `g` with the eyes' view-dependent colour removed (`eye_view_mask`), if the model does."
+        mask = self.eye_view_mask()
+        return g if mask is None else {**g, "colors": g["colors"]*mask}
+
     @torch.no_grad()
     def freeze(self) -> AvatarModel:
         """For inference: compute once what does not change between frames (the Gaussians' activated values,
         the motion field's per-point features, the lip mask). Training code must not call it."""
         from being_nb.gaussians import activated
         self.eval()
-        self._frozen = {"head": activated(self.head), "mouth": activated(self.mouth), "lip_mask": self.lip_mask(),
+        self._frozen = {"head": self.with_still_eyes(activated(self.head)), "mouth": activated(self.mouth), "lip_mask": self.lip_mask(),
                         "points": self.motion.precompute(self.head["means"], self.mouth["means"], self.expression_reach())}
         return self
 
@@ -94,7 +117,7 @@ class AvatarModel(torch.nn.Module):
         from being_nb.gaussians import activated
         from being_nb.motion import deform
         frozen = getattr(self, "_frozen", None)
-        head, mouth = (dict(frozen["head"]), dict(frozen["mouth"])) if frozen else (activated(self.head), activated(self.mouth))
+        head, mouth = (dict(frozen["head"]), dict(frozen["mouth"])) if frozen else (self.with_still_eyes(activated(self.head)), activated(self.mouth))
         if audio is None: return head, mouth
         out = self._motion(audio, expression)
         for g, params, offsets in ((head, self.head, out["face"]), (mouth, self.mouth, out["mouth"])):
@@ -158,9 +181,11 @@ def new_model(data, n_face:int, n_head:int, n_mouth:int, sh_degree:int=1, seed:i
                          mouth_bounds=bounds_of(init.mouth["means"].detach()).tolist(),
                          sh_degree=sh_degree, size=data.size, window_ahead=data.timing.window_ahead,
                          neighbours_ahead=data.timing.neighbours_ahead, trained_on=file_digest(data.avatar.track),
-                         expression_reach=True, expression=list(data.expression_names))
+                         expression_reach=True, expression=list(data.expression_names), still_eyes=True)
     model = AvatarModel(config, init.head, init.mouth)
     model.lip_points.copy_(torch.tensor(data.track.vertices[LANDMARKS["mouth"]], dtype=torch.float32))
+    eyes = np.concatenate([LANDMARKS["left_eye"], LANDMARKS["right_eye"]])
+    model.eye_points.copy_(torch.tensor(data.track.vertices[eyes], dtype=torch.float32))
     return model.to(data.device)
 
 # %% ../nbs/24_model.ipynb #50a32a4b
@@ -239,5 +264,5 @@ def keep_gaussians(model:AvatarModel, weights:tuple[torch.Tensor, torch.Tensor],
                                        for k, v in params.items()})
     kept = AvatarModel(model.config, subset(model.head, kept_head), subset(model.mouth, kept_mouth))
     kept.motion.load_state_dict(model.motion.state_dict())
-    kept.lip_points.copy_(model.lip_points)
+    for name, buffer in model.named_buffers(recurse=False): getattr(kept, name).copy_(buffer)   # lip and eye points
     return kept.to(model.lip_points.device).freeze(), share

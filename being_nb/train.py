@@ -382,7 +382,7 @@ def export_gaussians(model:AvatarModel, path,
     the view a one-pass splat viewer can draw as the renderer composites it (see below)."""
     from being_nb.gaussians import activated
     from being_nb.render import export_ply
-    sets = [activated(model.head)] + ([activated(model.mouth)] if mouth else [])
+    sets = [model.with_still_eyes(activated(model.head))] + ([activated(model.mouth)] if mouth else [])
     cat = lambda k: torch.cat([g[k].detach() for g in sets])
     export_ply(path, cat("means"), cat("quats"), cat("scales"), cat("opacities"), cat("colors"))
     return Path(path)
