@@ -242,8 +242,8 @@ def _drive_args(p, what):
     g.add_argument("--pose", choices=("replay", "still", "nod"), help="head motion: the clip's (default), its most typical pose held, or nodding")
     for angle in ("yaw", "pitch", "roll"):
         g.add_argument(f"--{angle}", type=float, default=0.0, metavar="DEG", help=f"degrees added to the head's {angle} (at most 45)")
-    g.add_argument("--gaze", metavar="YAW,PITCH", help="degrees the eyes turn, to the person's left and up (at most 30 each; "
-                   "avatars trained with gaze inputs)")
+    g.add_argument("--gaze", nargs=2, type=float, metavar=("YAW", "PITCH"), help="degrees the eyes turn, to the person's "
+                   "left and up, e.g. --gaze -15 5 (at most 30 each; avatars trained with gaze inputs)")
 
 def _controls(args):
     "The controls the command line asks for (None: none)."

@@ -138,11 +138,12 @@ class Controls:
             if abs(getattr(self, name)) > MAX_TURN_DEG:
                 raise BeingError(f"{name} {getattr(self, name):g}: a pose offset is at most {MAX_TURN_DEG:g} degrees, as the "
                                  "clip never showed more of the head", fix="a few degrees look best; hair may tear from about 10")
+        if isinstance(self.gaze, list): object.__setattr__(self, "gaze", tuple(self.gaze))   # from JSON
         if self.gaze is not None:
             g = self.gaze
             if not (isinstance(g, tuple) and len(g) == 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool)
                                                                  and math.isfinite(a) for a in g)):
-                raise BeingError(f"gaze is two finite numbers of degrees (yaw, pitch), not {g!r}", fix="e.g. --gaze 15,-5")
+                raise BeingError(f"gaze is two finite numbers of degrees (yaw, pitch), not {g!r}", fix="e.g. --gaze 15 -5")
             if max(abs(a) for a in g) > GAZE_FULL_DEG:
                 raise BeingError(f"gaze {g[0]:g},{g[1]:g}: the eyes turn at most {GAZE_FULL_DEG:g} degrees each way",
                                  fix="turn the head too (yaw, pitch) for a larger look aside")
@@ -177,18 +178,22 @@ def controls_from(expression=None, emotion:str|None=None, blink_rate=None, pose:
         name, _, level = str(emotion).partition(":")
         try: changes.update(emotion=name or None, intensity=float(level) if level else 1.0)
         except ValueError: raise BeingError(f"emotion {emotion!r}: the intensity after ':' is a number 0-1", fix="e.g. happy:0.6") from None
-    if blink_rate is not None: changes["blink_rate"] = float(blink_rate)
+    if blink_rate is not None:
+        try: changes["blink_rate"] = float(blink_rate)
+        except (TypeError, ValueError, OverflowError): raise BeingError(f"blink_rate is a number of blinks a minute, not {str(blink_rate)[:40]}") from None
     if pose is not None: changes["pose"] = pose
     for k, v in dict(yaw=yaw, pitch=pitch, roll=roll).items():
         if v is not None:
             try: changes[k] = float(v)
-            except (TypeError, ValueError): raise BeingError(f"{k} must be a number of degrees, not {v!r}") from None
+            except (TypeError, ValueError, OverflowError):          # OverflowError: a JSON integer of 400 digits
+                raise BeingError(f"{k} must be a number of degrees, not {str(v)[:40]}") from None
     if gaze is not None:
         if gaze == "clip": changes["gaze"] = None
         else:
             parts = gaze.split(",") if isinstance(gaze, str) else gaze
             try: changes["gaze"] = tuple(float(a) for a in parts)
-            except (TypeError, ValueError): raise BeingError(f"gaze {gaze!r} is two numbers of degrees, yaw,pitch", fix="e.g. --gaze 15,-5") from None
+            except (TypeError, ValueError, OverflowError):
+                raise BeingError(f"gaze {str(gaze)[:40]} is two numbers of degrees, yaw,pitch", fix="e.g. --gaze 15 -5") from None
     return replace(c, **changes)
 
 # %% ../nbs/31_controls.ipynb #7167e6f8
@@ -242,11 +247,11 @@ class ReplayStats:
     blink: dict                         # eyeBlinkLeft/Right -> (open: median, closed: 98th percentile)
 
 def _expression_names(expression:torch.Tensor, names) -> list:
-    "The names of an expression input's E columns: `names` (a model's `config.expression`), or AVATAR_EXPRESSION's first E."
+    "The names of an expression input's E columns: `names` (a model's `config.expression_inputs`), or AVATAR_EXPRESSION's first E."
     return list(AVATAR_EXPRESSION[:expression.shape[-1]] if names is None else names)
 
 def replay_stats(replay_expression:torch.Tensor, w2c:torch.Tensor, names=None) -> ReplayStats:
-    """`ReplayStats` of a replay's expressions [N, E] (columns `names`, a model's `config.expression`) and cameras
+    """`ReplayStats` of a replay's expressions [N, E] (columns `names`, a model's `config.expression_inputs`) and cameras
     [N, 4, 4] (a GPU sync: once per avatar, not per frame)."""
     names = _expression_names(replay_expression, names)
     blink = {}
@@ -261,7 +266,7 @@ def frame_controls(c:Controls, steps:np.ndarray, replay_pick:np.ndarray, express
     """`steps` [B] output frame counters; `replay_pick` [B] the replay positions they show; `expression` [B, E] the
     batch's expression before the controls (the replay's, or a puppeteering track's); `replay_expression` [N, E] and
     `w2c` [N, 4, 4] the whole replay's (its blinks set the synthesised ones); `stats` their `replay_stats`, if kept;
-    `names` the expression's columns (a model's `config.expression`; default: `AVATAR_EXPRESSION`'s first E).
+    `names` the expression's columns (a model's `config.expression_inputs`; default: `AVATAR_EXPRESSION`'s first E).
     Returns the batch's `FrameControls`."""
     steps, pick = np.asarray(steps), np.asarray(replay_pick)
     times = steps/FPS

@@ -125,7 +125,7 @@ def pick_features(avatar:AvatarDir, encoder:str|None=None) -> Path:
 
 # %% ../nbs/23_data.ipynb #7849eff7
 def frame_expressions(track:Track, device=None, names=AVATAR_EXPRESSION) -> torch.Tensor:
-    """[T, E] float32 upper-face expression of every frame: the columns `names` (a model's `config.expression`) of the
+    """[T, E] float32 upper-face expression of every frame: the columns `names` (a model's `config.expression_inputs`) of the
     motion notebook's `pick_expression`."""
     from being_nb.motion import pick_expression
     return torch.tensor(pick_expression(track.blendshapes, list(track.blendshape_names), names), dtype=torch.float32,
@@ -136,7 +136,7 @@ class AvatarData:
     "Per-frame cameras, audio windows, expressions and boxes of one avatar, at a training resolution."
     def __init__(self, avatar:AvatarDir, size:int, device, encoder:str|None=None, cache_mb:float=2048, timing=None,
                  drive:str="audio",     # "audio": the motion field hears audio windows; "blendshapes": tracked shapes
-                 expression_names=AVATAR_EXPRESSION):   # the upper-face inputs (a resumed model's `config.expression`)
+                 expression_names=AVATAR_EXPRESSION):   # the upper-face inputs (a resumed model's `config.expression_inputs`)
         from being_nb.motion import STREAMING
         avatar.require("track"); avatar.require("parse")
         self.avatar, self.size, self.device = avatar, size, torch.device(device)
@@ -182,7 +182,7 @@ class AvatarData:
 # %% ../nbs/23_data.ipynb #eb736de8
 class Replay:
     """The training frames of `avatar` as inference shows them: `w2c` [N,4,4] cameras, `K` [3,3] intrinsics at
-    `size`, `expression` [N,E] upper-face expressions (`expression_names`, a model's `config.expression`), and
+    `size`, `expression` [N,E] upper-face expressions (`expression_names`, a model's `config.expression_inputs`), and
     `backgrounds(picks)`, N = the training frames in order."""
     def __init__(self, avatar:AvatarDir, size:int, device=None, expression_names=AVATAR_EXPRESSION):
         avatar.require("track"); avatar.require("parse")

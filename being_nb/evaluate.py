@@ -147,7 +147,7 @@ def evaluate(name:str, root=None, device=None, lip:bool=True, video:bool=True, f
     model, info = load_model(avatar, device)
     blend = model.config.drive == "blendshapes"
     data = AvatarData(avatar, model.config.size, get_device(device), encoder=None if blend else model.config.features,
-                      timing=model.config.timing, drive=model.config.drive, expression_names=model.config.expression)
+                      timing=model.config.timing, drive=model.config.drive, expression_names=model.config.expression_inputs)
     prior_shapes = None
     if blend:
         prior_shapes = prior_drives(avatar, data, model.config, prior, device)

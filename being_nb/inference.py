@@ -146,7 +146,7 @@ class Engine:
             self.timing = PriorTiming(self.prior.config.window, self.prior.config.ahead)
         else: self.timing = cfg.timing
         self.size = size or cfg.size
-        self.replay = Replay(self.avatar, self.size, self.device, cfg.expression)   # what the avatar replays; decoded as shown
+        self.replay = Replay(self.avatar, self.size, self.device, cfg.expression_inputs)   # what the avatar replays; decoded as shown
         self.encoder = (prior_encoder(self.prior, audio_encoder, self.device) if self.prior is not None
                         else matching_encoder(self.avatar, cfg.features, audio_encoder, self.device))
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
@@ -227,7 +227,7 @@ class Engine:
             if c is not None and not c.idle: groups.setdefault(id(c), (c, []))[1].append(k)
         if groups:
             expression, w2c, shown = expression.clone(), w2c.clone(), list(shown)
-            names = self.model.config.expression
+            names = self.model.config.expression_inputs
             if not hasattr(self, "_replay_stats"): self._replay_stats = replay_stats(self.replay.expression, self.replay.w2c, names)
             for c, ks in groups.values():
                 idx = torch.as_tensor(ks, device=self.device)
@@ -269,7 +269,7 @@ class Engine:
             person = self._person_stats()
             full = np.tile(person.mean, (len(shapes), 1)).astype(np.float32)
             for name, w in weights.items(): full[:, ARKIT_BLENDSHAPES.index(name)] = w
-            return torch.from_numpy(person.standardise(full)[:, np.asarray(SPEECH_INDEX)]).to(shapes.device)
+            return self._within_clip(torch.from_numpy(person.standardise(full)[:, np.asarray(SPEECH_INDEX)]).to(shapes.device))
         std = self._person_stats().std[np.asarray(SPEECH_INDEX)]
         delta = np.zeros((len(shapes), len(SPEECH_INDEX)), np.float32)
         for name, w in weights.items():
@@ -282,21 +282,30 @@ class Engine:
             from being_nb.tracking import Track
             from being_nb.prior import tracked_weights
             track = Track.load(self.avatar.track)
-            self._person = tracked_weights(track.blendshapes, track.blendshape_names, track.filled)[1]
+            weights, self._person = tracked_weights(track.blendshapes, track.blendshape_names, track.filled)
+            z = self._person.standardise(weights)[:, np.asarray(SPEECH_INDEX)]
+            self._clip_z = (torch.from_numpy(z.min(0)).to(self.device), torch.from_numpy(z.max(0)).to(self.device))
         return self._person
+
+    def _within_clip(self, shapes:torch.Tensor) -> torch.Tensor:
+        """Jaw and mouth shapes [B, 27] (z-scores) held within the range the avatar's clip showed: a phone or a track
+        may ask for a shape this person never made (a z of 50 where their spread was tiny), which the avatar cannot show."""
+        self._person_stats()
+        return torch.maximum(torch.minimum(shapes, self._clip_z[1]), self._clip_z[0])
 
     def track_inputs(self, weights:np.ndarray) -> tuple[torch.Tensor|None, torch.Tensor]:
         """What ARKit weights [T, 52] (25 fps) drive: (jaw and mouth shapes [T, 27] for a blendshape-driven avatar, else
-        None; upper-face expression [T, E]). The jaw and mouth weights are read in the avatar's own range (jawOpen 0.3 in
+        None; upper-face expression [T, E]). The jaw and mouth weights are read in the avatar's own range, and held within
+        the range its clip showed (`_within_clip`) (jawOpen 0.3 in
         the track opens the mouth as far as jawOpen 0.3 did in its clip); the eyes and brows are taken as they are, as in
         training. The track is not smoothed (training smoothed the clip's own shapes over a frame or two)."""
         from being_nb.face import ARKIT_BLENDSHAPES
         from being_nb.motion import pick_expression
         weights = np.asarray(weights, np.float32)
-        expression = torch.from_numpy(pick_expression(weights, ARKIT_BLENDSHAPES, self.model.config.expression)).to(self.device)
+        expression = torch.from_numpy(pick_expression(weights, ARKIT_BLENDSHAPES, self.model.config.expression_inputs)).to(self.device)
         if self.prior is None: return None, expression
         shapes = self._person_stats().standardise(weights)[:, np.asarray(SPEECH_INDEX)]
-        return torch.from_numpy(shapes).to(self.device), expression
+        return self._within_clip(torch.from_numpy(shapes).to(self.device)), expression
 
     def frames(self, audio:np.ndarray|None, track:np.ndarray|None=None, controls:Controls|None=None) -> Iterator[np.ndarray]:
         """RGB uint8 frames at 25 fps, one per 40 ms of `audio` (rounded), or of `track` without audio. `track`: ARKit

@@ -42,7 +42,7 @@ class ModelConfig:
                                    # models saved before it let them move every face Gaussian
     still_eyes: bool = False       # Gaussians around the eyes have no view-dependent colour (`eye_view_mask`); models
                                    # saved before it let them have one
-    expression: list = field(default_factory=lambda: list(EXPRESSION_BLENDSHAPES))   # the ARKit names of the upper-face
+    expression_inputs: list = field(default_factory=lambda: list(EXPRESSION_BLENDSHAPES))   # the ARKit names of the upper-face
                                    # input, in order (new models add gaze, `AVATAR_EXPRESSION`; saved before: the 11)
 
     @property
@@ -59,7 +59,7 @@ class AvatarModel(torch.nn.Module):
         self.config, self.head, self.mouth = config, head, mouth
         self.motion = MotionField(torch.tensor(config.face_bounds), config.feature_dim,
                                   mouth_bounds=torch.tensor(config.mouth_bounds), own_neighbour=config.timing.own_neighbour,
-                                  expression_dim=len(config.expression),
+                                  expression_dim=len(config.expression_inputs),
                                   drive=config.drive)
         self.register_buffer("lip_points", torch.zeros(40, 3))     # the fitted lip landmarks, canonical cm
         if config.still_eyes:                                       # the fitted eye contours, canonical cm
@@ -181,7 +181,7 @@ def new_model(data, n_face:int, n_head:int, n_mouth:int, sh_degree:int=1, seed:i
                          mouth_bounds=bounds_of(init.mouth["means"].detach()).tolist(),
                          sh_degree=sh_degree, size=data.size, window_ahead=data.timing.window_ahead,
                          neighbours_ahead=data.timing.neighbours_ahead, trained_on=file_digest(data.avatar.track),
-                         expression_reach=True, expression=list(data.expression_names), still_eyes=True)
+                         expression_reach=True, expression_inputs=list(data.expression_names), still_eyes=True)
     model = AvatarModel(config, init.head, init.mouth)
     model.lip_points.copy_(torch.tensor(data.track.vertices[LANDMARKS["mouth"]], dtype=torch.float32))
     eyes = np.concatenate([LANDMARKS["left_eye"], LANDMARKS["right_eye"]])

@@ -96,7 +96,7 @@ AVATAR_EXPRESSION = EXPRESSION_BLENDSHAPES + GAZE_BLENDSHAPES   # what a new ava
 
 def pick_expression(blendshapes:np.ndarray,   # [T, 52] MediaPipe blendshape scores
                     names,                    # the 52 names, in the order of the columns
-                    columns=AVATAR_EXPRESSION,   # the expression inputs to pick, in order (a model's `config.expression`)
+                    columns=AVATAR_EXPRESSION,   # the expression inputs to pick, in order (a model's `config.expression_inputs`)
                     ) -> np.ndarray:          # [T, len(columns)] float32
     "The upper-face blendshape columns the motion field takes as its expression input."
     names = list(names)

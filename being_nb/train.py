@@ -267,9 +267,9 @@ def save(self) -> Path:
 @patch_to(Trainer)
 def _load(self, path:Path):
     self.model, state = model_from_checkpoint(path, self.device)
-    if self.model.config.expression != self.data.expression_names:      # a run begun before gaze was an input
+    if self.model.config.expression_inputs != self.data.expression_names:      # a run begun before gaze was an input
         from being_nb.data import frame_expressions
-        self.data.expression_names = list(self.model.config.expression)
+        self.data.expression_names = list(self.model.config.expression_inputs)
         self.data.expression = frame_expressions(self.data.track, self.device, self.data.expression_names)
     self.step_count = state["step"]
     self._make_optimizers()

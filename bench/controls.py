@@ -36,8 +36,9 @@ READ = ("browInnerUp", "browDownLeft", "eyeBlinkLeft", "eyeWideLeft", "eyeSquint
         "eyeLookOutLeft", "eyeLookInLeft", "eyeLookUpLeft", "eyeLookDownLeft")
 
 def read_faces(images):
-    "MediaPipe's mean blendshape scores (READ) and (yaw, pitch, roll) over `images`, and how many frames had a face."
-    scores, angles = [], []
+    """MediaPipe's mean blendshape scores (READ), (yaw, pitch, roll), and iris offset (x, y: both irises from their eye
+    corners' midpoint, in eye widths, x to the image's right, y down) over `images`, and how many frames had a face."""
+    scores, angles, irises = [], [], []
     with landmarker(video_mode=False) as lm:
         for img in images:
             f = lm.detect(_mp_image(np.ascontiguousarray(img)))
@@ -45,9 +46,13 @@ def read_faces(images):
             bs = {b.category_name: b.score for b in f.face_blendshapes[0]}
             m = np.array(f.facial_transformation_matrixes[0])
             scores.append([bs[k] for k in READ])
+            L = np.array([[p.x, p.y] for p in f.face_landmarks[0]])
+            irises.append(np.mean([((L[i, 0] - (L[a, 0] + L[b, 0])/2)/abs(L[a, 0] - L[b, 0]),
+                                    (L[i, 1] - (L[a, 1] + L[b, 1])/2)/abs(L[a, 0] - L[b, 0]))
+                                   for i, a, b in ((468, 33, 133), (473, 362, 263))], 0))
             angles.append((math.degrees(math.atan2(m[0, 2], m[2, 2])), math.degrees(math.asin(-m[1, 2])),
                            math.degrees(math.atan2(m[1, 0], m[1, 1]))))
-    return np.mean(scores, 0), np.mean(angles, 0), len(scores)
+    return np.mean(scores, 0), np.mean(angles, 0), np.mean(irises, 0), len(scores)
 
 def render_all(names, root, device, size, n_frames):
     "{name: {label: frames [n, H, W, 3]}} and {name: info}: each control on `n_frames` frames of silence."
@@ -102,9 +107,10 @@ def main():
     for name in args.names:
         rows, tiles = {}, []
         for label, frames in rendered[name].items():
-            scores, angles, found = read_faces(frames)
+            scores, angles, iris, found = read_faces(frames)
             rows[label] = {"scores": dict(zip(READ, np.round(scores, 3).tolist())),
-                           "angles_deg": np.round(angles, 1).tolist(), "faces_found": found,
+                           "angles_deg": np.round(angles, 1).tolist(), "iris_eye_widths": np.round(iris, 4).tolist(),
+                           "faces_found": found,
                            "pixels_changed": None}
             tiles.append((label, frames[len(frames)//2]))
             if label == "none": base_frames = frames.astype(np.float32)
@@ -114,6 +120,7 @@ def main():
         for label, r in rows.items():
             r["score_change"] = {k: round(r["scores"][k] - base["scores"][k], 3) for k in READ}
             r["angle_change_deg"] = [round(a - b, 1) for a, b in zip(r["angles_deg"], base["angles_deg"])]
+            r["iris_shift_eye_widths"] = [round(a - b, 4) for a, b in zip(r["iris_eye_widths"], base["iris_eye_widths"])]
         report["avatars"][name] = {**info[name], "size": rendered[name]["none"].shape[1], "rows": rows}
         w = 128
         sheet = Image.new("RGB", (w*len(tiles), w + 16), "white")

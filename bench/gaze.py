@@ -67,7 +67,7 @@ def main():
         print(label, shifts[label], flush=True)
     cfg = engine.model.config
     out = {"avatar": a.name, "size": engine.size, "gaussians": engine.budget.total, "still_eyes": cfg.still_eyes,
-           "inputs": cfg.expression, "machine": f"{platform.machine()}, {a.device}", "runs": runs,
+           "inputs": cfg.expression_inputs, "machine": f"{platform.machine()}, {a.device}", "runs": runs,
            "gaze_control_iris_shift": shifts}
     json.dump(out, open(a.out, "w"), indent=1)
 

@@ -111,8 +111,10 @@ def check_hello(message) -> dict:
     if face is not None and "frames" not in outputs:
         raise ProtocolError("bad-face-source", "a face moves the frames: ask for the \"frames\" output too", close=1008)
     mouth = m.get("mouth", "speech")
-    if mouth not in MOUTHS or (mouth == "face" and "frames" not in outputs):
-        raise ProtocolError("bad-mouth", f"mouth is \"speech\" or \"face\" (with the \"frames\" output), not {mouth!r}", close=1008)
+    if mouth not in MOUTHS: raise ProtocolError("bad-mouth", f"mouth is \"speech\" or \"face\", not {mouth!r}", close=1008)
+    if mouth == "face" and outputs != ["frames"]:     # the weights outputs are the speech prior's: they would not match
+        raise ProtocolError("bad-mouth", "a face moves the mouth of the frames only: ask for the \"frames\" output alone",
+                            close=1008)
     subject = m.get("subject", "being")
     if not (isinstance(subject, str) and 0 < len(subject) <= 64 and set(subject) <= SUBJECT_CHARS):
         raise ProtocolError("bad-subject", f"subject must be 1-64 letters, digits, '_', '-' or '.', not {subject!r}", close=1008)

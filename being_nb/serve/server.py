@@ -20,6 +20,8 @@ import torch
 from websockets.exceptions import ConnectionClosed
 
 from ..core import CPU_GAUSSIANS, FPS, SAMPLE_RATE, BeingError, avatars_root, get_device
+from ..face import SPEECH_BLENDSHAPES
+from ..motion import GAZE_BLENDSHAPES
 from .http import LOOPBACK, Gate, Routes, trained_avatars
 from .protocol import MAX_MESSAGE, PROTOCOL_VERSION, WEIGHT_OUTPUTS, ProtocolError, check_hello, close_reason, error_text
 from .session import Session, SessionLimits
@@ -302,7 +304,7 @@ async def _refuse(ws, code:str, message:str, close:int):
 
 async def _connection(server:AvatarServer, ws):
     "One client: its hello, then its session."
-    slot = session = weights_out = None
+    slot = session = weights_out = face_inputs = None
     try:
         try: hello = check_hello(await asyncio.wait_for(ws.recv(), server.config.hello_timeout))
         except asyncio.TimeoutError: raise ProtocolError("no-hello", f"no hello within {server.config.hello_timeout:g} s", close=1008)
@@ -336,6 +338,9 @@ async def _connection(server:AvatarServer, ws):
                     raise ProtocolError("bad-mouth", f"avatar {name!r} hears speech features, so a face cannot move its mouth: "
                                         "train it with --prior, or leave \"mouth\" out", close=1008)
                 ready["mouth"] = "face"
+            inputs = engine.model.config.expression_inputs
+            ready["gaze"] = all(n in inputs for n in GAZE_BLENDSHAPES)      # whether gaze controls and faces move its eyes
+            face_inputs = (*inputs, *(SPEECH_BLENDSHAPES if hello["mouth"] == "face" else ()))
         if weighs:
             blendshapes = await server.blendshape_worker()
             from being_nb.serve.blendshapes import Fanout
@@ -346,7 +351,8 @@ async def _connection(server:AvatarServer, ws):
         weights_out = server.weights_out(hello) if weighs else None     # its sockets: closed when it leaves (below if
         await ws.send(json.dumps(ready))                                 # it never starts)
         session = Session(ws, workers[0] if len(workers) == 1 else Fanout(*workers), server.config.limits,
-                          on_frame=server.metrics.latency.observe, renders=renders, face_mouth=hello["mouth"] == "face")
+                          on_frame=server.metrics.latency.observe, renders=renders, face_mouth=hello["mouth"] == "face",
+                          face_inputs=face_inputs if renders else None)
         session.weights_out, weights_out = weights_out, None
         if face is not None: server.faces[session] = face.partition(":")[2]
         session.outbox.on_drop = server.metrics.dropped.labels("window").inc

@@ -109,7 +109,8 @@ class Session:
     def __init__(self, websocket, worker:AvatarWorker, limits:SessionLimits=SessionLimits(),
                  on_frame=None,                # called with each speech frame's server latency (s) as it is queued to send
                  renders:bool=True,            # frames are rendered for it (False: blendshapes only; their worker says `ended`)
-                 face_mouth:bool=False):       # a live face moves the mouth too (hello `"mouth": "face"`), not the speech
+                 face_mouth:bool=False,        # a live face moves the mouth too (hello `"mouth": "face"`), not the speech
+                 face_inputs=None):            # the names of a face the avatar takes (its expression inputs; None: all)
         self.ws, self.worker, self.limits, self.on_frame = websocket, worker, limits, on_frame
         self.loop = asyncio.get_running_loop()
         self.outbox = Outbox(limits.max_unacked)
@@ -126,6 +127,7 @@ class Session:
         self.controls = Controls()                         # from `control` messages
         self.face: dict = {}                               # the eyes, gaze and brows (and mouth) of the last face
         self.face_mouth = face_mouth
+        self.face_inputs = None if face_inputs is None else frozenset(face_inputs)
         self.controls_changed = False                      # sent to the worker at the next frame (at most 25 a second)
         self.face_at: float|None = None                    # when a Live Link face last came (it lets go after FACE_TIMEOUT)
 
@@ -163,13 +165,17 @@ class Session:
         elif kind == "control":
             self.controls, self.controls_changed = parse_control(m, self.controls), True
             if m.get("reset"): self.face, self.face_at = {}, None                      # back to none: the face too
-        elif kind == "face": self.face, self.face_at, self.controls_changed = parse_face(m, self.face_mouth), None, True
+        elif kind == "face": self.face, self.face_at, self.controls_changed = self._taken(parse_face(m, self.face_mouth)), None, True
         else: raise ProtocolError("unknown-type", f"unknown message type {kind!r} (expected ack, interrupt, end, control or face)", close=None)
 
     def live_face(self, weights:np.ndarray):
         "A live face's 52 ARKit weights (Live Link Face, from anyone who can reach the port: clipped to 0-1, NaN as 0)."
-        self.face = face_weights(np.nan_to_num(np.clip(np.asarray(weights, np.float32), 0, 1)), self.face_mouth)
+        self.face = self._taken(face_weights(np.nan_to_num(np.clip(np.asarray(weights, np.float32), 0, 1)), self.face_mouth))
         self.face_at, self.controls_changed = time.monotonic(), True
+
+    def _taken(self, face:dict) -> dict:
+        "Of a face's weights, those the avatar has inputs for (an avatar trained before gaze takes no eyeLook*)."
+        return face if self.face_inputs is None else {k: v for k, v in face.items() if k in self.face_inputs}
 
     def _post_controls(self):
         """What the frames show besides speech: the controls, the live face's eyes, gaze and brows under an explicit
