@@ -15,7 +15,7 @@ from .core import BeingError, CPU_GAUSSIANS, FACE_LANDMARKER, avatars_root, cach
 # %% auto #0
 __all__ = ['COMMANDS', 'DEMO_SENTENCE', 'DEMO_CPU', 'info', 'format_info', 'command', 'build_parser', 'cmd_info', 'cmd_prepare',
            'cmd_train', 'cmd_eval', 'cmd_generate', 'cmd_speak', 'cmd_pretrain', 'cmd_blendshapes', 'cmd_export_prior',
-           'cmd_serve', 'cmd_demo', 'main']
+           'cmd_serve', 'cmd_jobs', 'cmd_demo', 'main']
 
 # %% ../nbs/90_cli.ipynb #6649e905
 def _version(dist:str) -> str|None:
@@ -394,6 +394,32 @@ def cmd_serve(args):
                       max_unacked=args.max_unacked, jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
                       idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder, livelink_in=args.livelink_in,
                       livelink_out=args.livelink_out, osc_out=args.osc_out))
+
+# %% ../nbs/90_cli.ipynb #66599b58
+def _jobs_args(p):
+    p.add_argument("--cancel", metavar="ID", help="cancel this job (a running one stops within a second)")
+    p.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
+
+@command("jobs", "List the jobs queued under --root (avatars being made, videos being rendered: `being_nb.serve.jobs`), "
+         "or cancel one.",
+         _jobs_args)
+def cmd_jobs(args):
+    from being_nb.serve.jobs import JOBS_FILE, JobQueue
+    root = avatars_root(args.root)
+    if not (root/JOBS_FILE).exists():
+        if args.cancel: raise BeingError(f"no job {args.cancel!r}: there is no job queue here", root)
+        return print(f"no jobs in {root}") if not args.json else None
+    q = JobQueue(root)
+    if args.cancel:
+        try: j = q.cancel(args.cancel)
+        except KeyError: raise BeingError(f"no job {args.cancel!r}", q.path, fix="`being jobs` lists them") from None
+        return print(f"{j.id} {'stopping' if j.state == 'running' else j.state}")
+    for j in q.jobs():
+        if args.json: print(json.dumps(j.to_json())); continue
+        eta = f"{j.eta_s/60:.0f} min left" if j.eta_s else ""
+        note = j.error or (j.result if j.state == "done" else "")
+        print(f"{j.id}  {j.kind:8s} {j.avatar:16s} {j.state:9s} {100*j.progress:3.0f}%  {j.stage[:24]:24s} {eta:12s} {note}")
+
 
 # %% ../nbs/90_cli.ipynb #e4119186
 DEMO_SENTENCE = "Hello! I am a talking head made by being underscore n b. I never recorded this sentence."

@@ -21,9 +21,9 @@ __all__ = ['FPS', 'SAMPLE_RATE', 'FEATURE_RATE', 'DEFAULT_SIZE', 'CPU_GAUSSIANS'
            'FACE_LANDMARKER', 'AUDIO_ENCODER_ENV', 'BeingError', 'avatars_root', 'cache_dir', 'check_avatar_name',
            'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'sweep_stale_temporaries',
            'atomic_dir', 'file_digest', 'tree_digest', 'software_versions', 'Manifest', 'AvatarDir', 'split_frames',
-           'get_device', 'training_threads', 'set_training_threads', 'set_quiet', 'progress', 'set_verbose',
-           'native_logs_silenced', 'sigterm_as_interrupt', 'truncate_log', 'prefetch', 'ordered_map', 'Asset',
-           'locate_asset', 'find_asset']
+           'get_device', 'training_threads', 'set_training_threads', 'set_quiet', 'set_progress_listener', 'progress',
+           'set_verbose', 'native_logs_silenced', 'sigterm_as_interrupt', 'truncate_log', 'prefetch', 'ordered_map',
+           'Asset', 'locate_asset', 'find_asset']
 
 # %% ../nbs/00_core.ipynb #dd84e3cd
 class BeingError(Exception):
@@ -326,8 +326,27 @@ def set_quiet(flag:bool=True):
     global _quiet
     _quiet = flag
 
+_listener = None      # called as fn(desc, n, total, rate per s or None) as bars move (a job reporting its progress)
+
+def set_progress_listener(fn=None):
+    "Have every progress bar report to `fn(desc, n, total, rate)` about once a second, even when quiet (None: stop)."
+    global _listener
+    _listener = fn
+
+class _Reported(tqdm):
+    "A bar that tells the listener where it is whenever it would redraw, and when it closes."
+    def display(self, msg=None, pos=None):
+        if _listener is not None: _listener(self.desc, self.n, self.total, self.format_dict.get("rate"))
+        return True if _quiet else super().display(msg, pos)
+    def close(self):
+        if _listener is not None and not self.disable: _listener(self.desc, self.n, self.total, None)
+        super().close()
+
 def progress(iterable=None, total:int|None=None, desc:str|None=None, unit:str="it", **kwargs):
-    "A progress bar over `iterable` (tqdm), hidden when quiet."
+    "A progress bar over `iterable` (tqdm), hidden when quiet (a listener still hears it: `set_progress_listener`)."
+    if _listener is not None:
+        return _Reported(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False, mininterval=1.0,
+                         file=open(os.devnull, "w") if _quiet else None, **kwargs)
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=_quiet, dynamic_ncols=True,
                 leave=False, **kwargs)
 
