@@ -172,6 +172,9 @@ def run_job(root, job_id:str):
             from being_nb.core import AvatarDir
             from being_nb.prepare import prepare
             from being_nb.train import train
+            if job.attempts <= 1 and AvatarDir(job.avatar, root).path.exists():    # never over someone's avatar
+                raise BeingError(f"avatar {job.avatar!r} exists", AvatarDir(job.avatar, root).path,
+                                 fix="pick another name, or delete that avatar first")
             phase("prepare")
             prepare(p["video"], job.avatar, root=root, **({"size": p["size"]} if p.get("size") else {}),
                     audio_encoder=p.get("audio_encoder"), device=p.get("device"))
