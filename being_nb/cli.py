@@ -413,12 +413,16 @@ def cmd_jobs(args):
     if args.cancel:
         try: j = q.cancel(args.cancel)
         except KeyError: raise BeingError(f"no job {args.cancel!r}", q.path, fix="`being jobs` lists them") from None
-        return print(f"{j.id} {'stopping' if j.state == 'running' else j.state}")
-    for j in q.jobs():
+        if args.json: return print(json.dumps(j.to_json()))
+        return print(f"{j.id} " + ("running: its worker stops it within a second (or at the next start, if none runs)"
+                                   if j.state == "running" else j.state))
+    jobs = q.jobs()
+    if not args.json and jobs: print(f"{'id':12s}  {'kind':8s} {'avatar':16s} {'state':9s} done  {'stage':24s} {'left':8s} result / error")
+    for j in jobs:
         if args.json: print(json.dumps(j.to_json())); continue
-        eta = f"{j.eta_s/60:.0f} min left" if j.eta_s else ""
-        note = j.error or (j.result if j.state == "done" else "")
-        print(f"{j.id}  {j.kind:8s} {j.avatar:16s} {j.state:9s} {100*j.progress:3.0f}%  {j.stage[:24]:24s} {eta:12s} {note}")
+        eta = "" if not j.eta_s else f"{j.eta_s:.0f} s" if j.eta_s < 90 else f"{j.eta_s/60:.0f} min"
+        note = (j.error or "").split("\n")[0] or (j.result if j.state == "done" else "")
+        print(f"{j.id:12s}  {j.kind:8s} {j.avatar:16s} {j.state:9s} {100*j.progress:3.0f}%  {j.stage[:24]:24s} {eta:8s} {note}")
 
 
 # %% ../nbs/90_cli.ipynb #e4119186

@@ -6,7 +6,7 @@ Docs: https://being-nb.github.io/being_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #671f80d6
 from __future__ import annotations
-import contextlib, glob, hashlib, json, os, platform, re, shutil, sys, tempfile, threading, time
+import contextlib, functools, glob, hashlib, json, os, platform, re, shutil, sys, tempfile, threading, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -328,6 +328,9 @@ def set_quiet(flag:bool=True):
 
 _listener = None      # called as fn(desc, n, total, rate per s or None) as bars move (a job reporting its progress)
 
+@functools.cache
+def _devnull(): return open(os.devnull, "w")    # one for every quiet bar a listener hears
+
 def set_progress_listener(fn=None):
     "Have every progress bar report to `fn(desc, n, total, rate)` about once a second, even when quiet (None: stop)."
     global _listener
@@ -335,9 +338,9 @@ def set_progress_listener(fn=None):
 
 class _Reported(tqdm):
     "A bar that tells the listener where it is whenever it would redraw, and when it closes."
-    def display(self, msg=None, pos=None):
+    def display(self, *args, **kwargs):        # (the console's and the notebook's bars take different arguments)
         if _listener is not None: _listener(self.desc, self.n, self.total, self.format_dict.get("rate"))
-        return True if _quiet else super().display(msg, pos)
+        return True if _quiet else super().display(*args, **kwargs)
     def close(self):
         if _listener is not None and not self.disable: _listener(self.desc, self.n, self.total, None)
         super().close()
@@ -346,7 +349,7 @@ def progress(iterable=None, total:int|None=None, desc:str|None=None, unit:str="i
     "A progress bar over `iterable` (tqdm), hidden when quiet (a listener still hears it: `set_progress_listener`)."
     if _listener is not None:
         return _Reported(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False, mininterval=1.0,
-                         file=open(os.devnull, "w") if _quiet else None, **kwargs)
+                         file=_devnull() if _quiet else None, **kwargs)
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=_quiet, dynamic_ncols=True,
                 leave=False, **kwargs)
 

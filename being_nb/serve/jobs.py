@@ -6,9 +6,12 @@ Docs: https://being-nb.github.io/being_nb/serve_jobs.html.md"""
 
 # %% ../../nbs/40_serve_jobs.ipynb #9b672a95
 from __future__ import annotations
+import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +24,8 @@ from pathlib import Path
 from ..core import BeingError, avatars_root
 
 # %% auto #0
-__all__ = ['JOBS_FILE', 'JOB_KINDS', 'JOB_STATES', 'FINISHED', 'PHASES', 'Job', 'JobQueue', 'run_job', 'JobWorker', 'job_process']
+__all__ = ['JOBS_FILE', 'JOB_KINDS', 'JOB_STATES', 'FINISHED', 'PHASES', 'MAIN_BARS', 'MARKER', 'Job', 'check_params', 'JobQueue',
+           'run_job', 'JobWorker', 'job_process']
 
 # %% ../../nbs/40_serve_jobs.ipynb #378c1b94
 JOBS_FILE = "jobs.sqlite3"              # under the avatars root
@@ -29,6 +33,9 @@ JOB_KINDS = ("avatar", "generate")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 PHASES = {"avatar": (("prepare", 0.2), ("train", 0.8)), "generate": (("render", 1.0),)}   # share of a job's progress
+MAIN_BARS = {"prepare": (("finding the face", 0.1), ("tracking", 0.5), ("parsing", 0.4)),    # the bars that measure a
+             "train": (("training", 1.0),), "render": (("writing", 1.0),)}                    # phase, by name, and their share
+MARKER = ".being-job"                   # in a new avatar's folder while its job makes it: the job's id
 
 # %% ../../nbs/40_serve_jobs.ipynb #c022b379
 @dataclass(frozen=True)
@@ -43,21 +50,45 @@ class Job:
     progress: float = 0.0               # 0-1 over the whole job
     eta_s: float|None = None            # seconds left, when the current stage can tell
     error: str|None = None              # why it failed
-    result: str|None = None             # the file it made (generate: the mp4)
+    result: str|None = None             # the file it made (generate: the mp4; avatar: its folder)
     created: float = 0.0                # time.time() of each event
     started: float|None = None
     finished: float|None = None
     cancel: bool = False                # asked to stop (a running job stops at its worker's next look)
     attempts: int = 0                   # times a worker took it (a restart takes it again)
+    owner: str = ""                     # "host:pid" of the process whose worker runs it
 
     def to_json(self) -> dict: return asdict(self)
+
+def check_params(kind:str, params:dict):
+    "`ValueError` naming what a job of `kind` lacks (see the table above)."
+    if kind not in JOB_KINDS: raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}")
+    if kind == "avatar" and not params.get("video"): raise ValueError("an avatar job needs the video to learn from ('video')")
+    if kind == "generate":
+        if not params.get("output"): raise ValueError("a generate job needs the mp4 to write ('output')")
+        if (params.get("audio") is None) == (params.get("text") is None):
+            raise ValueError("a generate job says an audio file ('audio') or a text ('text'), one of them")
 
 # %% ../../nbs/40_serve_jobs.ipynb #c9d4d3fc
 _COLUMNS = [f.name for f in fields(Job)]
 
+_LIVE: set = set()       # the workers of this process that are running ("host:pid:n")
+
+def _gone(owner:str) -> bool:
+    """Whether the worker `host:pid:n` that ran a job is gone: stopped (in this process), or its process is dead (on
+    this host). A worker on another host cannot be seen: not gone."""
+    host, pid, _ = (owner.split(":") + ["", "", ""])[:3]
+    if not owner or not pid.isdigit(): return True
+    if host != socket.gethostname(): return False
+    if int(pid) == os.getpid(): return owner not in _LIVE
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return True
+    except PermissionError: pass
+    return False
+
 class JobQueue:
-    """The jobs of one avatars root, in `root/JOBS_FILE`. Every call opens its own connection, so threads and
-    processes (the server, its workers' children, `being jobs`) share it safely."""
+    """The jobs of one avatars root, in `root/JOBS_FILE`. Every call opens (and closes) its own connection, so threads
+    and processes (the server, its workers' children, `being jobs`) share it safely."""
     def __init__(self, root=None):
         self.root = Path(root) if root is not None else avatars_root()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -65,23 +96,27 @@ class JobQueue:
         with self._db() as db:
             db.execute("CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, kind TEXT, "
                        "avatar TEXT, params TEXT, state TEXT, stage TEXT, progress REAL, eta_s REAL, error TEXT, "
-                       "result TEXT, created REAL, started REAL, finished REAL, cancel INTEGER, attempts INTEGER)")
+                       "result TEXT, created REAL, started REAL, finished REAL, cancel INTEGER, attempts INTEGER, owner TEXT)")
 
-    def _db(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _db(self):
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as e:
-            raise BeingError(f"cannot open the job queue ({e})", self.path, fix="move the file away; its jobs are lost") from None
-        return db
+            fix = ("move the file away (its jobs are lost)" if "not a database" in str(e) else
+                   "check the folder's permissions, and that no other program holds the file")
+            raise BeingError(f"cannot open the job queue ({e})", self.path, fix=fix) from None
+        try: yield db
+        finally: db.close()
 
     def _row(self, r) -> Job:
         d = dict(zip(_COLUMNS, r))
-        return Job(**{**d, "params": json.loads(d["params"]), "cancel": bool(d["cancel"])})
+        return Job(**{**d, "params": json.loads(d["params"]), "cancel": bool(d["cancel"]), "owner": d["owner"] or ""})
 
     def submit(self, kind:str, avatar:str, params:dict) -> Job:
-        "A new queued job; `ValueError` for an unknown kind."
-        if kind not in JOB_KINDS: raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}")
+        "A new queued job; `ValueError` for an unknown kind or missing params (`check_params`)."
+        check_params(kind, params)
         job = Job(uuid.uuid4().hex[:12], kind, avatar, dict(params), created=time.time())
         with self._db() as db:
             db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?'*len(_COLUMNS))})",
@@ -101,33 +136,38 @@ class JobQueue:
         with self._db() as db:
             return [self._row(r) for r in db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs {where} ORDER BY seq", args)]
 
-    def claim(self) -> Job|None:
-        "Take the oldest queued job (it becomes running), or None; two workers never take the same one."
+    def claim(self, owner:str="") -> Job|None:
+        "Take the oldest queued job (it becomes running, owned by worker `owner`), or None; no two workers take the same."
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 r = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1").fetchone()
                 if r is not None:
-                    db.execute("UPDATE jobs SET state = 'running', started = ?, attempts = attempts + 1 WHERE id = ?",
-                               (time.time(), r[0]))
+                    db.execute("UPDATE jobs SET state = 'running', started = ?, attempts = attempts + 1, owner = ? "
+                               "WHERE id = ?", (time.time(), owner, r[0]))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK"); raise
         return None if r is None else self.get(r[0])
 
     def update(self, job_id:str, **values):
-        "Set some of a job's columns (`stage`, `progress`, `eta_s`, ...)."
+        "Set some of a running job's columns (`stage`, `progress`, `eta_s`, ...); a finished job is left as it ended."
         unknown = set(values) - set(_COLUMNS)
         if unknown: raise ValueError(f"not job fields: {sorted(unknown)}")
         with self._db() as db:
-            db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?", (*values.values(), job_id))
+            db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ? AND state = 'running'",
+                       (*values.values(), job_id))
 
-    def end(self, job_id:str, state:str, error:str|None=None, result:str|None=None):
-        "Finish a job: `done` (with its result), `failed` (with why) or `cancelled`."
+    def end(self, job_id:str, state:str, error:str|None=None, result:str|None=None) -> bool:
+        """Finish a running job: `done` (with its result), `failed` (with why) or `cancelled`. False if it was not
+        running (it ended already: the first end stands)."""
         if state not in FINISHED: raise ValueError(f"a job ends as one of {FINISHED}, not {state!r}")
         values = dict(state=state, error=error, finished=time.time())
         if state == "done": values.update(progress=1.0, eta_s=0.0, result=result)
-        self.update(job_id, **values)
+        with self._db() as db:
+            c = db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ? AND state = 'running'",
+                           (*values.values(), job_id))
+            return c.rowcount == 1
 
     def cancel(self, job_id:str) -> Job:
         "Cancel a job: a queued one at once, a running one at its worker's next look; a finished one is left as it is."
@@ -138,51 +178,63 @@ class JobQueue:
         return self.get(job_id)
 
     def recover(self) -> list[Job]:
-        "At start: jobs left running by a server that stopped go back in the queue (or end cancelled, if asked to)."
+        """At start: running jobs whose process is gone (a server that stopped or was killed) go back in the queue, or
+        end cancelled if that was asked. Jobs of a live process (another server on this root) are left to it."""
         with self._db() as db:
-            ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE state = 'running'")]
-            db.execute("UPDATE jobs SET state = 'cancelled', finished = ? WHERE state = 'running' AND cancel = 1", (time.time(),))
-            db.execute("UPDATE jobs SET state = 'queued', stage = 'waiting to resume', eta_s = NULL WHERE state = 'running'")
+            rows = db.execute("SELECT id, owner, cancel FROM jobs WHERE state = 'running' ORDER BY seq").fetchall()
+            ids = [i for i, owner, _ in rows if _gone(owner or "")]
+            for i, _, cancel in rows:
+                if i not in ids: continue
+                if cancel: db.execute("UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ?", (time.time(), i))
+                else: db.execute("UPDATE jobs SET state = 'queued', stage = 'waiting to resume', eta_s = NULL WHERE id = ?", (i,))
         return [self.get(i) for i in ids]
 
 # %% ../../nbs/40_serve_jobs.ipynb #c45b3749
 def run_job(root, job_id:str):
     "Do job `job_id` of the queue in `root` here, reporting its progress; it ends done or failed (a Ctrl-C propagates)."
-    from being_nb.core import set_progress_listener
+    from being_nb.core import AvatarDir, set_progress_listener
     q = JobQueue(root)
     job = q.get(job_id)
-    state = {"base": 0.0, "share": 1.0, "done": 0.0, "last": 0.0}
+    shares, names = dict(PHASES[job.kind]), [p for p, _ in PHASES[job.kind]]
+    st = {"phase": names[0], "done": job.progress, "bars": {}, "last": 0.0}    # a resumed job never goes back
     def heard(desc, n, total, rate):
-        frac = min(1.0, n/total) if total else 0.0
-        state["done"] = max(state["done"], state["base"] + state["share"]*frac)
+        desc = desc or ""
+        bars = MAIN_BARS[st["phase"]]
+        weight = next((w for b, w in bars if desc.startswith(b)), None)
+        if weight is not None and total:
+            st["bars"][desc] = weight*min(1.0, n/total)
+            base = sum(shares[p] for p in names[:names.index(st["phase"])])
+            st["done"] = max(st["done"], base + shares[st["phase"]]*min(1.0, sum(st["bars"].values())))
         now = time.monotonic()
-        if now - state["last"] < 0.5 and frac < 1: return          # at most two writes a second
-        state["last"] = now
-        eta = (total - n)/rate if total and rate else None
-        q.update(job_id, stage=desc or "", progress=round(state["done"], 4), eta_s=None if eta is None else round(eta, 1))
+        if now - st["last"] < 0.5: return                               # at most two writes a second
+        st["last"] = now
+        eta = (total - n)/rate if weight is not None and total and rate else None
+        q.update(job_id, stage=desc, progress=round(st["done"], 4), eta_s=None if eta is None else round(eta, 1))
     def phase(name):
-        shares = dict(PHASES[job.kind]); names = [p for p, _ in PHASES[job.kind]]
-        state.update(base=sum(shares[p] for p in names[:names.index(name)]), share=shares[name])
-        state["done"] = max(state["done"], state["base"])
-        q.update(job_id, stage=name, progress=round(state["done"], 4))
+        st.update(phase=name, bars={})
+        st["done"] = max(st["done"], sum(shares[p] for p in names[:names.index(name)]))
+        q.update(job_id, stage=name, progress=round(st["done"], 4))
     set_progress_listener(heard)
+    avatar = AvatarDir(job.avatar, root)
     try:
         p = job.params
         if job.kind == "avatar":
-            from being_nb.core import AvatarDir
             from being_nb.prepare import prepare
             from being_nb.train import train
-            if job.attempts <= 1 and AvatarDir(job.avatar, root).path.exists():    # never over someone's avatar
-                raise BeingError(f"avatar {job.avatar!r} exists", AvatarDir(job.avatar, root).path,
-                                 fix="pick another name, or delete that avatar first")
+            marker = avatar.path/MARKER
+            mine = marker.exists() and marker.read_text() == job.id
+            if avatar.path.exists() and not mine:                       # never over someone's avatar
+                raise BeingError(f"avatar {job.avatar!r} exists", avatar.path, fix="pick another name, or delete that avatar first")
+            avatar.path.mkdir(parents=True, exist_ok=True); marker.write_text(job.id)
             phase("prepare")
             prepare(p["video"], job.avatar, root=root, **({"size": p["size"]} if p.get("size") else {}),
                     audio_encoder=p.get("audio_encoder"), device=p.get("device"))
             phase("train")
-            resume = AvatarDir(job.avatar, root).latest_checkpoint.exists()    # a restart: go on from the checkpoint
+            resume = avatar.latest_checkpoint.exists()                  # a restart: go on from the checkpoint
             train(job.avatar, root=root, iterations=None if resume else p.get("iterations"), device=p.get("device"),
                   resume=resume, **({} if resume else {"drive": p.get("drive", "audio")}))
-            q.end(job_id, "done", result=str(AvatarDir(job.avatar, root).path))
+            marker.unlink()
+            q.end(job_id, "done", result=str(avatar.path))
         else:
             from being_nb.inference import generate, speak
             phase("render")
@@ -196,14 +248,16 @@ def run_job(root, job_id:str):
 # %% ../../nbs/40_serve_jobs.ipynb #631be1b2
 class JobWorker:
     "Runs the queue's jobs one at a time, each in a child process (`device`: what the jobs' stages use)."
+    _count = 0
     def __init__(self, root=None, device:str|None=None, poll:float=0.5,
-                 recover:bool=True):       # put jobs a stopped server left running back in the queue (only the first
-                                           # of several workers on one root: the others' jobs are running)
+                 recover:bool=True):       # put the jobs of stopped workers back in the queue
+        JobWorker._count += 1
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{JobWorker._count}"
+        _LIVE.add(self.name)
         self.queue, self.device, self.poll = JobQueue(root), device, poll
         self.recovered = self.queue.recover() if recover else []
         self.logs = self.queue.root/".jobs"
         self.logs.mkdir(exist_ok=True)
-        self.current: Job|None = None
         self.child: subprocess.Popen|None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="jobs", daemon=True)
@@ -211,7 +265,7 @@ class JobWorker:
 
     def _loop(self):
         while not self.stopping.is_set():
-            job = self.queue.claim()
+            job = self.queue.claim(self.name)
             if job is None: self.stopping.wait(self.poll); continue
             try: self._run(job)
             except Exception as e: self.queue.end(job.id, "failed", error=f"the worker failed: {e!r}")
@@ -220,44 +274,56 @@ class JobWorker:
         if self.device is not None and "device" not in job.params:
             self.queue.update(job.id, params=json.dumps({**job.params, "device": self.device}))
         log = self.logs/f"{job.id}.log"
-        with open(log, "ab") as out:
-            self.current, self.child = job, subprocess.Popen(
+        with open(log, "ab") as out:            # its own session: a Ctrl-C at the server's terminal is not the job's
+            self.child = subprocess.Popen(
                 [sys.executable, "-c", "import sys; from being_nb.serve.jobs import job_process; job_process(*sys.argv[1:])",
-                 str(self.queue.root), job.id], stdout=out, stderr=out,
-                stdin=subprocess.DEVNULL, env={**os.environ, "BEING_QUIET": "1"})
+                 str(self.queue.root), job.id, str(os.getpid())], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                env={**os.environ, "BEING_QUIET": "1"}, start_new_session=True)
         stopped = None
-        while self.child.poll() is None:
-            if self.stopping.wait(self.poll): stopped = "stop"
-            elif self.queue.get(job.id).cancel: stopped = "cancel"
-            if stopped:
+        try:
+            while self.child.poll() is None:
+                if self.stopping.wait(self.poll): stopped = "stop"
+                elif self.queue.get(job.id).cancel: stopped = "cancel"
+                if stopped: break
+        finally:                                # whatever happened here, the child does not outlive its watch
+            if self.child.poll() is None:
                 self.child.send_signal(signal.SIGTERM)
                 try: self.child.wait(30)
                 except subprocess.TimeoutExpired: self.child.kill(); self.child.wait()
-        now = self.queue.get(job.id)
-        if stopped == "cancel": self.queue.end(job.id, "cancelled")
-        elif stopped is None and now.state == "running":           # it died without ending its job
+        if stopped == "cancel" and self.queue.end(job.id, "cancelled"): self._discard(job)
+        elif stopped is None and self.queue.get(job.id).state == "running":       # it died without ending its job
             tail = log.read_bytes()[-600:].decode(errors="replace").strip().splitlines()[-3:]
             self.queue.end(job.id, "failed", error=f"the job's process exited with code {self.child.returncode}: "
                                                    + " | ".join(tail))
-        self.current = self.child = None
+        if self.queue.get(job.id).state == "failed": self._discard(job)
+        self.child = None
+
+    def _discard(self, job:Job):
+        "A new avatar whose job was cancelled or failed is removed, so that its name can be used again."
+        from being_nb.core import AvatarDir
+        path = AvatarDir(job.avatar, self.queue.root).path
+        marker = path/MARKER
+        if job.kind == "avatar" and marker.exists() and marker.read_text() == job.id: shutil.rmtree(path, ignore_errors=True)
 
     def stop(self):
         "Stop taking jobs; a running one is stopped and stays `running`, to resume at the next start."
         self.stopping.set()
         self.thread.join(60)
+        _LIVE.discard(self.name)
 
 # %% ../../nbs/40_serve_jobs.ipynb #6da4346f
-def _die_with_parent():
-    "Linux: this process gets SIGTERM when the one that started it dies (a killed server leaves no orphan job)."
+def _die_with_parent(parent:int):
+    "Linux: this process gets SIGTERM when the worker that started it goes (a killed server leaves no orphan job)."
     if sys.platform.startswith("linux"):
         import ctypes
         try: ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
         except OSError: pass
+    if os.getppid() != parent: sys.exit(143)          # it went before the line above ran
 
-def job_process(root, job_id:str):
-    "A worker's child: run job `job_id`, dying with the worker, SIGTERM taken as Ctrl-C (exit status 130)."
+def job_process(root, job_id:str, parent:str):
+    "A worker's child: run job `job_id`, dying with the worker (pid `parent`), SIGTERM taken as Ctrl-C (exit status 130)."
     from being_nb.core import sigterm_as_interrupt
-    _die_with_parent()
+    _die_with_parent(int(parent))
     sigterm_as_interrupt()
     try: run_job(root, job_id)
     except KeyboardInterrupt: sys.exit(130)
