@@ -35,6 +35,11 @@ CONTROLS = {
 READ = ("browInnerUp", "browDownLeft", "eyeBlinkLeft", "eyeWideLeft", "eyeSquintLeft", "jawOpen", "mouthSmileLeft",
         "eyeLookOutLeft", "eyeLookInLeft", "eyeLookUpLeft", "eyeLookDownLeft")
 
+def iris_offset(L:np.ndarray) -> np.ndarray:
+    "(x, y) of both irises (MediaPipe's landmarks 468, 473) from their eye corners' midpoint, in eye widths, averaged."
+    return np.mean([((L[i, 0] - (L[a, 0] + L[b, 0])/2)/abs(L[a, 0] - L[b, 0]), (L[i, 1] - (L[a, 1] + L[b, 1])/2)/abs(L[a, 0] - L[b, 0]))
+                    for i, a, b in ((468, 33, 133), (473, 362, 263))], 0)
+
 def read_faces(images):
     """MediaPipe's mean blendshape scores (READ), (yaw, pitch, roll), and iris offset (x, y: both irises from their eye
     corners' midpoint, in eye widths, x to the image's right, y down) over `images`, and how many frames had a face."""
@@ -46,10 +51,7 @@ def read_faces(images):
             bs = {b.category_name: b.score for b in f.face_blendshapes[0]}
             m = np.array(f.facial_transformation_matrixes[0])
             scores.append([bs[k] for k in READ])
-            L = np.array([[p.x, p.y] for p in f.face_landmarks[0]])
-            irises.append(np.mean([((L[i, 0] - (L[a, 0] + L[b, 0])/2)/abs(L[a, 0] - L[b, 0]),
-                                    (L[i, 1] - (L[a, 1] + L[b, 1])/2)/abs(L[a, 0] - L[b, 0]))
-                                   for i, a, b in ((468, 33, 133), (473, 362, 263))], 0))
+            irises.append(iris_offset(np.array([[p.x, p.y] for p in f.face_landmarks[0]])))
             angles.append((math.degrees(math.atan2(m[0, 2], m[2, 2])), math.degrees(math.asin(-m[1, 2])),
                            math.degrees(math.atan2(m[1, 0], m[1, 1]))))
     return np.mean(scores, 0), np.mean(angles, 0), np.mean(irises, 0), len(scores)

@@ -9,6 +9,7 @@ Runs on the CPU (or `--device cuda`, with MediaPipe installed there)."""
 import argparse, json, os, platform, sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
+from controls import iris_offset
 from puppet import gaze, own_weights, pearson, tracked
 from being_nb.controls import Controls
 from being_nb.core import AvatarDir
@@ -19,18 +20,9 @@ from being_nb.tracking import _mp_image, landmarker
 
 def iris(frames) -> np.ndarray:
     "Mean (x, y) offset of both irises from their eye corners' midpoint, in eye widths, over `frames`."
-    out = []
     with landmarker(video_mode=False) as lm:
-        for img in frames:
-            f = lm.detect(_mp_image(np.ascontiguousarray(img)))
-            if not f.face_landmarks: continue
-            L = np.array([[p.x, p.y] for p in f.face_landmarks[0]])
-            v = []
-            for i, a, b in ((468, 33, 133), (473, 362, 263)):
-                w = abs(L[a, 0] - L[b, 0]); c = (L[a] + L[b])/2
-                v.append(((L[i, 0] - c[0])/w, (L[i, 1] - c[1])/w))
-            out.append(np.mean(v, 0))
-    return np.mean(out, 0)
+        found = [lm.detect(_mp_image(np.ascontiguousarray(img))) for img in frames]
+    return np.mean([iris_offset(np.array([[p.x, p.y] for p in f.face_landmarks[0]])) for f in found if f.face_landmarks], 0)
 
 def main():
     ap = argparse.ArgumentParser()
