@@ -3,7 +3,8 @@
 # (.carry/pkgs), copy the code and the prepared avatars in .carry/serve to /tmp (the working tree is laid anew at every
 # call), and launch `run` in the background: compile gsplat, train every avatar in $NAMES at once with the CUDA
 # defaults (one GPU; each run alone leaves it mostly idle; NAME:prior trains a blendshape-driven avatar, `being train
-# --prior`, and renders its puppet and controls frames for bench/puppet.py and bench/controls.py to read here), then run
+# --prior`, and renders its puppet and controls frames for bench/puppet.py and bench/controls.py to read here; NEW=SRC:prior
+# trains a second avatar NEW on a copy of SRC's prepared folder, made there: the carry holds one copy), then run
 # bench/serve_bench.py on each ($SERVE: only these; with $TICKCOSTS batch sizes: one tick's parts timed alone, $BUDGETS Gaussian budgets; sessions $SESSIONS,
 # the server's GIL switch intervals $SWITCH, ServeConfig variants $VARIANTS; $SPEED empty: streaming only). `collect [N]` (later calls): wait up to N x 5 s, then copy the results and
 # logs into $OUT.
@@ -31,6 +32,8 @@ print('gsplat compiled')"
   t0=$SECONDS
   for spec in $NAMES; do
     name=${spec%%:*}; drive=audio; [ "$spec" != "${spec%:prior}" ] && drive=blendshapes
+    if [ "$name" != "${name%%=*}" ]; then src=${name#*=}; name=${name%%=*}; rm -rf $W/av/$name
+      mkdir $W/av/$name && (cd $W/av/$src && cp -r $(ls | grep -v '^model$') $W/av/$name/); fi
     python3 -c "
 from being_nb.train import train
 t = train('$name', root='$W/av', device='cuda', encoder='mel', iterations=$ITER, threads=6, drive='$drive')
@@ -39,9 +42,9 @@ print('trained $name', t.step_count, 'steps')" > $W/train_$name.log 2>&1 &
   wait
   echo "train ($NAMES, at once): $((SECONDS - t0)) s"
   for spec in $NAMES; do
-    name=${spec%%:*}
+    name=${spec%%:*}; name=${name%%=*}
     tail -n 3 $W/train_$name.log
-    if [ "$spec" != "$name" ]; then
+    if [ "$spec" != "${spec%:prior}" ]; then
       python3 bench/puppet.py $W/av $name $W/out/puppet_$name.npz --render-only --device cuda --size 0
       python3 bench/controls.py $W/av $name --render-only $W/out/controls_$name.npz --device cuda --size 0
     fi
