@@ -378,9 +378,17 @@ def _serve_args(p):
                    "\"livelink\" output to Unreal's Live Link here (port 11111 by default), each under its hello's subject")
     p.add_argument("--osc-out", metavar="HOST:PORT", help="send the ARKit weights of sessions whose hello asks for the \"osc\" "
                    "output as OSC bundles here, under /SUBJECT/...")
+    p.add_argument("--frontend", choices=("uvicorn", "websockets"), default="uvicorn", help="uvicorn (default): sessions, the "
+                   "REST API and the pages; websockets: the websockets library's own server, sessions and pages only")
+    p.add_argument("--no-jobs", dest="jobs", action="store_false", help="run no jobs here (the REST API still queues them, "
+                   "in jobs.sqlite3 under the root, for another server on the same root)")
+    p.add_argument("--max-upload-mb", type=float, default=500, help="the largest video or audio the REST API takes (default 500)")
+    p.add_argument("--max-upload-seconds", type=float, default=600, help="the longest video or audio it takes (default 600)")
+    p.add_argument("--min-free-gb", type=float, default=2.0, help="refuse uploads (507) that would leave less disk free under "
+                   "the root (default 2)")
 
-@command("serve", "Serve live avatars over WebSocket, with a browser client at http://HOST:PORT/. --device takes "
-         "several devices (cuda:0,cuda:1) or all.", _serve_args)
+@command("serve", "Serve live avatars over WebSocket, with a browser client at http://HOST:PORT/, and the REST API (new "
+         "avatars and videos as jobs; docs at /docs). --device takes several devices (cuda:0,cuda:1) or all.", _serve_args)
 def cmd_serve(args):
     from being_nb.serve.server import ServeConfig, serve
     token = args.token
@@ -393,7 +401,8 @@ def cmd_serve(args):
                       capacity=args.capacity, size=args.size, gaussians=args.gaussians, shed_after=args.shed_after_ms/1000,
                       max_unacked=args.max_unacked, jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
                       idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder, livelink_in=args.livelink_in,
-                      livelink_out=args.livelink_out, osc_out=args.osc_out))
+                      livelink_out=args.livelink_out, osc_out=args.osc_out, jobs=args.jobs, frontend=args.frontend,
+                      max_upload_mb=args.max_upload_mb, max_upload_seconds=args.max_upload_seconds, min_free_gb=args.min_free_gb))
 
 # %% ../nbs/90_cli.ipynb #66599b58
 def _jobs_args(p):

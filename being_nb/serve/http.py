@@ -22,13 +22,11 @@ __all__ = ['LOOPBACK', 'VIEWER_LIB', 'VIEWER_LIB_SHA256', 'STATIC_FILES', 'VIEWE
 
 # %% ../../nbs/36_serve_http.ipynb #6d7e3551
 def http_response(status:HTTPStatus, body, content_type:str="text/plain; charset=utf-8", **headers):
-    "A `websockets` HTTP response: `body` bytes, text, or a dict/list sent as JSON; not cached unless `headers` say."
-    from websockets.datastructures import Headers
-    from websockets.http11 import Response
+    "A Starlette HTTP response: `body` bytes, text, or a dict/list sent as JSON; not cached unless `headers` say."
+    from starlette.responses import Response
     if isinstance(body, (dict, list)): body, content_type = json.dumps(body), "application/json"
     if isinstance(body, str): body = body.encode()
-    h = Headers({"Content-Type": content_type, "Content-Length": str(len(body)), "Cache-Control": "no-store", **headers})
-    return Response(status.value, status.phrase, h, body)
+    return Response(body, status.value, {"Content-Type": content_type, "Cache-Control": "no-store", **headers})
 
 # %% ../../nbs/36_serve_http.ipynb #2bd5bfdf
 def trained_avatars(root) -> list[dict]:
@@ -106,7 +104,7 @@ def static_response(name:str):
 
 # %% ../../nbs/36_serve_http.ipynb #54dc2b52
 class Routes:
-    """The `process_request` hook of the `websockets` server: answers plain HTTP, and lets through (returns None) only
+    """Answers plain HTTP (`request`: its `path` with the query, and `headers`), and lets through (returns None) only
     a WebSocket upgrade to `/ws/<avatar>` of a trained avatar, authorized, from an allowed page."""
     def __init__(self, root, gate:Gate,
                  health,                    # health(detail:bool) -> dict

@@ -25,7 +25,7 @@ from ..core import BeingError, avatars_root
 
 # %% auto #0
 __all__ = ['JOBS_FILE', 'JOB_KINDS', 'JOB_STATES', 'FINISHED', 'PHASES', 'MAIN_BARS', 'MARKER', 'Job', 'check_params', 'JobQueue',
-           'run_job', 'JobWorker', 'job_process']
+           'run_job', 'drop_upload', 'JobWorker', 'job_process']
 
 # %% ../../nbs/40_serve_jobs.ipynb #378c1b94
 JOBS_FILE = "jobs.sqlite3"              # under the avatars root
@@ -177,6 +177,12 @@ class JobQueue:
             db.execute("UPDATE jobs SET cancel = 1 WHERE id = ? AND state = 'running'", (job_id,))
         return self.get(job_id)
 
+    def forget(self, job_id:str) -> bool:
+        "Remove a finished job's row (its avatar was deleted: how it was made no longer says anything). False if not finished."
+        with self._db() as db:
+            c = db.execute(f"DELETE FROM jobs WHERE id = ? AND state IN ({', '.join('?'*len(FINISHED))})", (job_id, *FINISHED))
+            return c.rowcount == 1
+
     def recover(self) -> list[Job]:
         """At start: running jobs whose process is gone (a server that stopped or was killed) go back in the queue, or
         end cancelled if that was asked. Jobs of a live process (another server on this root) are left to it."""
@@ -245,6 +251,13 @@ def run_job(root, job_id:str):
     except BeingError as e: q.end(job_id, "failed", error=e.message)
     finally: set_progress_listener(None)
 
+# %% ../../nbs/40_serve_jobs.ipynb #9ff9a575
+def drop_upload(job:Job):
+    "Delete the file a job was given if it was uploaded to the server (params `upload`): kept only until the job ends."
+    if job.params.get("upload"):
+        for key in ("video", "audio"):
+            if job.params.get(key): Path(job.params[key]).unlink(missing_ok=True)
+
 # %% ../../nbs/40_serve_jobs.ipynb #631be1b2
 class JobWorker:
     "Runs the queue's jobs one at a time, each in a child process (`device`: what the jobs' stages use)."
@@ -296,6 +309,7 @@ class JobWorker:
             self.queue.end(job.id, "failed", error=f"the job's process exited with code {self.child.returncode}: "
                                                    + " | ".join(tail))
         if self.queue.get(job.id).state == "failed": self._discard(job)
+        if self.queue.get(job.id).state in FINISHED: drop_upload(job)
         self.child = None
 
     def _discard(self, job:Job):

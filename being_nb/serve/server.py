@@ -13,6 +13,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from ..core import CPU_GAUSSIANS, FPS, SAMPLE_RATE, BeingError, avatars_root, get_device
 from ..face import SPEECH_BLENDSHAPES
 from ..motion import GAZE_BLENDSHAPES
-from .http import LOOPBACK, Gate, Routes, trained_avatars
+from .http import LOOPBACK, Gate, Routes, http_response, trained_avatars
 from .protocol import MAX_MESSAGE, PROTOCOL_VERSION, WEIGHT_OUTPUTS, ProtocolError, check_hello, close_reason, error_text
 from .session import Session, SessionLimits
 from .worker import MAX_BATCH, SHED_AFTER, TICK, AvatarWorker, TickReport
@@ -61,6 +62,12 @@ class ServeConfig:
                                     # sessions whose hello asks for `"face": "livelink"`
     livelink_out: str|None = None   # HOST[:PORT] (Unreal's Live Link): the weights of sessions asking for "livelink"
     osc_out: str|None = None        # HOST:PORT: the weights of sessions asking for "osc"
+    frontend: str = "uvicorn"       # "uvicorn": sessions, the REST API and the plain routes; "websockets": the `websockets`
+                                    # library's own server, sessions and plain routes only (no REST API; bench/serve.md)
+    jobs: bool = True               # run the API's jobs (new avatars, videos): a worker per device, in child processes
+    max_upload_mb: float = 500      # the largest upload the API takes
+    max_upload_seconds: float = 600 # the longest video or audio the API takes
+    min_free_gb: float = 2.0        # disk the API keeps free under the avatars root (507 past it)
 
     @property
     def limits(self) -> SessionLimits: return SessionLimits(self.max_unacked, self.idle_after, self.idle_timeout)
@@ -174,6 +181,9 @@ class AvatarServer:
         self.faces: dict = {}                      # session -> the Live Link subject it follows ("" for any)
         self.livelink, self.livelink_port = None, None   # the UDP transport of `--livelink-in`, and its port
         self.subjects: dict = {}                   # connection -> the subject its Live Link / OSC output streams as
+        self.queue = None                          # the API's `JobQueue` (under the root), opened at start
+        self.job_workers: list = []                # a `JobWorker` per device, with `jobs`
+        self.uvicorn, self.serving = None, None    # the HTTP server and its task
         from being_nb.streams import LIVELINK_PORT, OSC_PORT, parse_target
         c = self.config                            # where sessions' weights may go: the operator's targets, checked and
         self.targets = {}                          # resolved now (not on the event loop at each session)
@@ -302,13 +312,12 @@ async def _refuse(ws, code:str, message:str, close:int):
         await ws.close(close, close_reason(message))
     except ConnectionClosed: pass
 
-async def _connection(server:AvatarServer, ws):
-    "One client: its hello, then its session."
+async def _connection(server:AvatarServer, ws, name:str):
+    "One client of avatar `name` (its route checked it): its hello, then its session."
     slot = session = weights_out = face_inputs = None
     try:
         try: hello = check_hello(await asyncio.wait_for(ws.recv(), server.config.hello_timeout))
         except asyncio.TimeoutError: raise ProtocolError("no-hello", f"no hello within {server.config.hello_timeout:g} s", close=1008)
-        name = urlsplit(ws.request.path).path[len("/ws/"):]
         renders = "frames" in hello["outputs"]
         face = hello.get("face")
         if face is not None and server.livelink is None:
@@ -370,18 +379,66 @@ async def _connection(server:AvatarServer, ws):
         for s in (weights_out.senders if weights_out is not None else ()): s.close()    # made, but the session never ran
 
 # %% ../../nbs/37_serve_server.ipynb #357663d0
-async def start(server:AvatarServer) -> AvatarServer:
-    "Listen on the configured host and port (0: a free one); refuses to listen beyond loopback without a token."
+def _uvicorn(config):
+    "A uvicorn server that leaves the signals to `serve` (which closes the sessions before the HTTP server stops)."
+    import uvicorn
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self): yield
+    return Server(config)
+
+async def _uvicorn_frontend(server:AvatarServer, sock):
+    "uvicorn on `sock`, running the app of `serve.api`."
+    import uvicorn
+    from being_nb.serve.api import api_app, bounded_protocol
+    app = api_app(server, lambda ws, name: _connection(server, ws, name))
+    server.uvicorn = _uvicorn(uvicorn.Config(
+        app, ws=bounded_protocol(), ws_max_size=MAX_MESSAGE, ws_per_message_deflate=False, lifespan="off", log_config=None,
+        log_level="warning", access_log=False, server_header=False, date_header=False, headers=[("server", "being_nb")],
+        timeout_graceful_shutdown=2, timeout_keep_alive=5))       # no versions; a client that does not read holds
+    server.serving = asyncio.create_task(server.uvicorn.serve(sockets=[sock]))   # shutdown 2 s at most
+    while not server.uvicorn.started:
+        if server.serving.done():
+            sock.close()
+            raise BeingError(f"the HTTP server did not start ({server.serving.exception()!r})")
+        await asyncio.sleep(0.01)
+
+async def _websockets_frontend(server:AvatarServer, sock):
+    """The `websockets` library's own server on `sock`: sessions at `/ws/<avatar>` and the plain routes (`Routes`), no
+    REST API (its HTTP side takes GET requests only). Kept to compare the two in `bench/serve.md`, and for servers that
+    only stream."""
     from websockets.asyncio.server import serve
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+    def routes(connection, request):
+        if urlsplit(request.path).path.startswith("/api/"):
+            r = http_response(HTTPStatus.NOT_FOUND, "this server runs --frontend websockets: no REST API; /ws/<avatar> streams\n")
+        elif (r := server.routes(connection, request)) is None: return None
+        return Response(r.status_code, HTTPStatus(r.status_code).phrase, Headers(r.headers.items()), r.body)
+    handler = lambda ws: _connection(server, ws, urlsplit(ws.request.path).path[len("/ws/"):])
+    server.server = await serve(handler, sock=sock, process_request=routes, compression=None, max_size=MAX_MESSAGE,
+                                max_queue=32, write_limit=256*1024, server_header="being_nb", close_timeout=2)
+
+async def start(server:AvatarServer) -> AvatarServer:
+    """Listen on the configured host and port (0: a free one): uvicorn with the app of `serve.api` (sessions, the REST
+    API and the plain routes; or the `websockets` front door, `frontend`), and a job worker per device. Refuses to
+    listen beyond loopback without a token."""
+    from being_nb.serve.jobs import JobQueue, JobWorker
     c = server.config
     if c.host not in LOOPBACK and not c.token:
         raise BeingError(f"listening on {c.host} without a token would let anyone who can reach it drive the avatars",
                          fix="pass --token-file FILE (or set $BEING_TOKEN), or listen on 127.0.0.1")
-    server.server = await serve(lambda ws: _connection(server, ws), c.host, c.port, process_request=server.routes,
-                                compression=None, max_size=MAX_MESSAGE, max_queue=32, write_limit=256*1024,
-                                server_header="being_nb", close_timeout=2)   # no versions; a client that does not read
-                                                                             # holds shutdown 2 s at most
-    server.port = server.server.sockets[0].getsockname()[1]
+    if c.frontend not in ("uvicorn", "websockets"):
+        raise BeingError(f"--frontend is uvicorn or websockets, not {c.frontend!r}")
+    try: sock = socket.create_server((c.host, c.port), family=socket.AF_INET6 if ":" in c.host else socket.AF_INET)
+    except OSError as e:
+        raise BeingError(f"cannot listen on {c.host}:{c.port} ({e.strerror or e})",
+                         fix="pick another --port, or stop the program that uses this one") from None
+    server.queue = JobQueue(server.root)
+    if c.frontend == "websockets": await _websockets_frontend(server, sock)
+    else: await _uvicorn_frontend(server, sock)
+    server.port = sock.getsockname()[1]
+
     if c.livelink_in is not None:
         from being_nb.streams import LiveLinkListener
         if not 0 <= c.livelink_in < 65536: raise BeingError(f"--livelink-in takes a UDP port 0-65535, not {c.livelink_in}")
@@ -393,14 +450,28 @@ async def start(server:AvatarServer) -> AvatarServer:
             raise BeingError(f"cannot receive Live Link Face on UDP {c.host}:{c.livelink_in} ({e.strerror or e})",
                              fix="pick another port (Unreal's own Live Link Face source may hold 11111 on this machine)") from None
         server.livelink_port = server.livelink.get_extra_info("sockname")[1]
+    if c.jobs:                                  # a worker per device (a CPU-only server: one); they share the queue
+        server.job_workers = [JobWorker(server.root, device=d) for d in dict.fromkeys(str(s.device) for s in server.slots)]
     return server
 
 async def stop(server:AvatarServer):
-    "Close every session with 1001, then the workers."
+    """Close every session with 1001, stop the job workers (a running job stops and resumes at the next start), then
+    the HTTP server and the render workers."""
     if server.livelink is not None: server.livelink.close()
-    if server.server is not None:
+    await asyncio.gather(*(ws.close(1001, "server shutting down") for ws in list(server.sessions)), return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(None, w.stop) for w in server.job_workers))
+    if server.server is not None:                  # the websockets front door
         server.server.close(code=1001, reason="server shutting down")
         await server.server.wait_closed()
+    if server.uvicorn is not None:
+        server.uvicorn.should_exit = True
+        try: await asyncio.wait_for(asyncio.shield(server.serving), 5)
+        except asyncio.TimeoutError:
+            server.uvicorn.force_exit = True
+            await asyncio.wait({server.serving}, timeout=2)
+        for connection in list(server.uvicorn.server_state.connections):    # clients that read nothing: cut
+            if connection.transport is not None: connection.transport.abort()
     for s in server.slots:
         for a in s.avatars.values(): a.worker.close()
     if server.blendshapes is not None: server.blendshapes.close()
@@ -429,7 +500,8 @@ def serve(config:ServeConfig|None=None, **overrides):
         c = server.config
         avatars = ", ".join(a["name"] + (" (broken)" if "broken" in a else "") for a in trained_avatars(server.root))
         print(f"being serve: http://{c.host}:{server.port}/  (avatars: {avatars or 'none yet'}; "
-              f"devices: {', '.join(str(s.device) for s in server.slots)}" +
+              f"devices: {', '.join(str(s.device) for s in server.slots)}; API docs: /docs" +
+              ("; jobs: off" if not c.jobs else "") +
               (f"; Live Link Face in: UDP port {server.livelink_port}" if server.livelink_port else "") + ")", flush=True)
         if server.livelink_port and c.host in LOOPBACK:
             print(f"being serve: Live Link Face packets are received on {c.host} only: a phone needs --host 0.0.0.0 "
