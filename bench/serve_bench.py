@@ -218,13 +218,13 @@ def streaming(root, name, device, counts, seconds, audio, jpeg="auto", per_proce
     results = []
     try:
         for n in counts:
-            before = metrics(port)
-            barrier, queue = ctx.Barrier(n), ctx.Queue()
-            groups = [min(per_process, n - i) for i in range(0, n, per_process)]
+            barrier, queue = ctx.Barrier(n + 1), ctx.Queue()     # the clients and this process: rates count from the
+            groups = [min(per_process, n - i) for i in range(0, n, per_process)]   # start of streaming, not connecting
             procs = [ctx.Process(target=client_group, args=(f"ws://127.0.0.1:{port}/ws/{name}", audio[:int(seconds*16000)],
                                                             barrier, queue, k)) for k in groups]
-            cpu0, t0 = thread_cpu(proc.pid), time.monotonic()
             for p in procs: p.start()
+            barrier.wait(240)
+            before, cpu0, t0 = metrics(port), thread_cpu(proc.pid), time.monotonic()
             st = [queue.get(timeout=seconds + 400) for _ in range(n)]
             cpu1, wall = thread_cpu(proc.pid), time.monotonic() - t0
             busy = sorted(((cpu1[t] - cpu0.get(t, 0))/wall, t == proc.pid) for t in cpu1)[::-1]
