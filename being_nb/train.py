@@ -6,7 +6,7 @@ Docs: https://being-nb.github.io/being_nb/train.html.md"""
 
 # %% ../nbs/25_train.ipynb #5779557a
 from __future__ import annotations
-import json, math, signal, time
+import json, math, os, shutil, signal, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -257,8 +257,10 @@ def save(self) -> Path:
              "strategy_state": self.strategy_state, "rng": self.rng.bit_generator.state,
              "torch_rng": torch.get_rng_state()}
     path = self.avatar.step_checkpoint(self.step_count)
-    for target in (path, self.avatar.latest_checkpoint):
-        with atomic_path(target) as tmp: torch.save(state, tmp)
+    with atomic_path(path) as tmp: torch.save(state, tmp)
+    with atomic_path(self.avatar.latest_checkpoint) as tmp:   # the same bytes: a hard link, not a second write and
+        try: os.link(path, tmp)                                # fsync (a save after Ctrl-C or SIGTERM must be quick)
+        except OSError: shutil.copyfile(path, tmp)             # a file system without hard links
     for old in sorted(self.model_dir.glob("step_*.pt"))[:-2]: old.unlink()
     with atomic_path(self.avatar.model_file) as tmp:         # what inference needs, without optimiser state
         torch.save({k: state[k] for k in ("step", "config", "model")}, tmp)

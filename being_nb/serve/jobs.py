@@ -24,8 +24,8 @@ from pathlib import Path
 from ..core import BeingError, avatars_root
 
 # %% auto #0
-__all__ = ['JOBS_FILE', 'JOB_KINDS', 'JOB_STATES', 'FINISHED', 'PHASES', 'MAIN_BARS', 'MARKER', 'Job', 'check_params', 'JobQueue',
-           'run_job', 'drop_upload', 'JobWorker', 'job_process']
+__all__ = ['JOBS_FILE', 'JOB_KINDS', 'JOB_STATES', 'FINISHED', 'PHASES', 'MAIN_BARS', 'MARKER', 'Job', 'check_params',
+           'drop_upload', 'JobQueue', 'run_job', 'JobWorker', 'job_process']
 
 # %% ../../nbs/40_serve_jobs.ipynb #378c1b94
 JOBS_FILE = "jobs.sqlite3"              # under the avatars root
@@ -68,6 +68,13 @@ def check_params(kind:str, params:dict):
         if not params.get("output"): raise ValueError("a generate job needs the mp4 to write ('output')")
         if (params.get("audio") is None) == (params.get("text") is None):
             raise ValueError("a generate job says an audio file ('audio') or a text ('text'), one of them")
+
+# %% ../../nbs/40_serve_jobs.ipynb #9ff9a575
+def drop_upload(job:Job):
+    "Delete the file a job was given if it was uploaded to the server (params `upload`): kept only until the job ends."
+    if job.params.get("upload"):
+        for key in ("video", "audio"):
+            if job.params.get(key): Path(job.params[key]).unlink(missing_ok=True)
 
 # %% ../../nbs/40_serve_jobs.ipynb #c9d4d3fc
 _COLUMNS = [f.name for f in fields(Job)]
@@ -137,11 +144,15 @@ class JobQueue:
             return [self._row(r) for r in db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs {where} ORDER BY seq", args)]
 
     def claim(self, owner:str="") -> Job|None:
-        "Take the oldest queued job (it becomes running, owned by worker `owner`), or None; no two workers take the same."
+        """Take the oldest queued job (it becomes running, owned by worker `owner`), or None; no two workers take the
+        same, and a generate job waits while a job making its avatar, asked before it, is queued or running."""
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                r = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1").fetchone()
+                r = db.execute("SELECT id FROM jobs j WHERE state = 'queued' AND NOT (kind = 'generate' AND EXISTS "
+                               "(SELECT 1 FROM jobs a WHERE a.kind = 'avatar' AND a.avatar = j.avatar AND a.seq < j.seq "
+                               "AND a.state IN ('queued', 'running'))) ORDER BY seq LIMIT 1").fetchone()
+                                                       # a video waits for the avatar job asked before it (on any worker)
                 if r is not None:
                     db.execute("UPDATE jobs SET state = 'running', started = ?, attempts = attempts + 1, owner = ? "
                                "WHERE id = ?", (time.time(), owner, r[0]))
@@ -170,12 +181,15 @@ class JobQueue:
             return c.rowcount == 1
 
     def cancel(self, job_id:str) -> Job:
-        "Cancel a job: a queued one at once, a running one at its worker's next look; a finished one is left as it is."
+        """Cancel a job: a queued one at once (its uploaded file deleted), a running one at its worker's next look; a
+        finished one is left as it is."""
         with self._db() as db:
-            db.execute("UPDATE jobs SET state = 'cancelled', cancel = 1, finished = ? WHERE id = ? AND state = 'queued'",
-                       (time.time(), job_id))
+            c = db.execute("UPDATE jobs SET state = 'cancelled', cancel = 1, finished = ? WHERE id = ? AND state = 'queued'",
+                           (time.time(), job_id))
             db.execute("UPDATE jobs SET cancel = 1 WHERE id = ? AND state = 'running'", (job_id,))
-        return self.get(job_id)
+        job = self.get(job_id)
+        if c.rowcount: drop_upload(job)
+        return job
 
     def forget(self, job_id:str) -> bool:
         "Remove a finished job's row (its avatar was deleted: how it was made no longer says anything). False if not finished."
@@ -191,7 +205,9 @@ class JobQueue:
             ids = [i for i, owner, _ in rows if _gone(owner or "")]
             for i, _, cancel in rows:
                 if i not in ids: continue
-                if cancel: db.execute("UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ?", (time.time(), i))
+                if cancel:
+                    db.execute("UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ?", (time.time(), i))
+                    drop_upload(self.get(i))
                 else: db.execute("UPDATE jobs SET state = 'queued', stage = 'waiting to resume', eta_s = NULL WHERE id = ?", (i,))
         return [self.get(i) for i in ids]
 
@@ -251,13 +267,6 @@ def run_job(root, job_id:str):
     except BeingError as e: q.end(job_id, "failed", error=e.message)
     finally: set_progress_listener(None)
 
-# %% ../../nbs/40_serve_jobs.ipynb #9ff9a575
-def drop_upload(job:Job):
-    "Delete the file a job was given if it was uploaded to the server (params `upload`): kept only until the job ends."
-    if job.params.get("upload"):
-        for key in ("video", "audio"):
-            if job.params.get(key): Path(job.params[key]).unlink(missing_ok=True)
-
 # %% ../../nbs/40_serve_jobs.ipynb #631be1b2
 class JobWorker:
     "Runs the queue's jobs one at a time, each in a child process (`device`: what the jobs' stages use)."
@@ -308,8 +317,10 @@ class JobWorker:
             tail = log.read_bytes()[-600:].decode(errors="replace").strip().splitlines()[-3:]
             self.queue.end(job.id, "failed", error=f"the job's process exited with code {self.child.returncode}: "
                                                    + " | ".join(tail))
-        if self.queue.get(job.id).state == "failed": self._discard(job)
-        if self.queue.get(job.id).state in FINISHED: drop_upload(job)
+        try: state = self.queue.get(job.id).state
+        except KeyError: state = "forgotten"      # its avatar was deleted meanwhile (the API forgets its making)
+        if state == "failed": self._discard(job)
+        if state in FINISHED or state == "forgotten": drop_upload(job)
         self.child = None
 
     def _discard(self, job:Job):

@@ -458,7 +458,9 @@ async def stop(server:AvatarServer):
     """Close every session with 1001, stop the job workers (a running job stops and resumes at the next start), then
     the HTTP server and the render workers."""
     if server.livelink is not None: server.livelink.close()
-    await asyncio.gather(*(ws.close(1001, "server shutting down") for ws in list(server.sessions)), return_exceptions=True)
+    closing = asyncio.gather(*(ws.close(1001, "server shutting down") for ws in list(server.sessions)), return_exceptions=True)
+    try: await asyncio.wait_for(closing, 3)       # a client that reads nothing cannot hold it: cut below
+    except asyncio.TimeoutError: pass
     loop = asyncio.get_running_loop()
     await asyncio.gather(*(loop.run_in_executor(None, w.stop) for w in server.job_workers))
     if server.server is not None:                  # the websockets front door
