@@ -378,7 +378,8 @@ def _serve_args(p):
                    "\"livelink\" output to Unreal's Live Link here (port 11111 by default), each under its hello's subject")
     p.add_argument("--osc-out", metavar="HOST:PORT", help="send the ARKit weights of sessions whose hello asks for the \"osc\" "
                    "output as OSC bundles here, under /SUBJECT/...")
-    p.add_argument("--frontend", choices=("uvicorn", "websockets"), default="uvicorn", help="uvicorn (default): sessions, the "
+    from being_nb.serve.http import FRONTENDS
+    p.add_argument("--frontend", choices=FRONTENDS, default=FRONTENDS[0], help="uvicorn (default): sessions, the "
                    "REST API and the pages; websockets: the websockets library's own server, sessions and pages only")
     p.add_argument("--no-jobs", dest="jobs", action="store_false", help="run no jobs here (the REST API still queues them, "
                    "in jobs.sqlite3 under the root, for another server on the same root)")

@@ -17,8 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 from ..core import AvatarDir, BeingError, avatars_root, check_avatar_name
 
 # %% auto #0
-__all__ = ['LOOPBACK', 'VIEWER_LIB', 'VIEWER_LIB_SHA256', 'STATIC_FILES', 'VIEWER_CSP', 'http_response', 'trained_avatars',
-           'Gate', 'static_file', 'static_response', 'Routes']
+__all__ = ['CONFIG_ERRORS', 'LOOPBACK', 'FRONTENDS', 'VIEWER_LIB', 'VIEWER_LIB_SHA256', 'STATIC_FILES', 'VIEWER_CSP',
+           'http_response', 'avatar_folders', 'model_size', 'trained_avatars', 'Gate', 'static_file', 'static_response',
+           'Routes']
 
 # %% ../../nbs/36_serve_http.ipynb #6d7e3551
 def http_response(status:HTTPStatus, body, content_type:str="text/plain; charset=utf-8", **headers):
@@ -29,22 +30,35 @@ def http_response(status:HTTPStatus, body, content_type:str="text/plain; charset
     return Response(body, status.value, {"Content-Type": content_type, "Cache-Control": "no-store", **headers})
 
 # %% ../../nbs/36_serve_http.ipynb #2bd5bfdf
-def trained_avatars(root) -> list[dict]:
-    """The avatars under `root` that have a trained model: `{"name", "size"}` each, or `{"name", "broken": reason}` for
-    one whose model folder cannot be read (listed, not served: one broken folder must not stop the others)."""
+def avatar_folders(root) -> list[AvatarDir]:
+    "The avatars' folders under `root`, by name (other entries, such as `.uploads` or `jobs.sqlite3`, left out)."
     root = avatars_root(root)
     found = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
-        try: avatar = AvatarDir(d.name, root)
-        except BeingError: continue                   # not an avatar's folder
+        try: found.append(AvatarDir(d.name, root)) if d.is_dir() else None
+        except BeingError: pass                       # not an avatar's name
+    return found
+
+CONFIG_ERRORS = (OSError, ValueError, KeyError, TypeError)   # what reading a damaged model/config.json raises
+
+def model_size(avatar:AvatarDir) -> int:
+    "The render size (px) in a trained avatar's `model/config.json`; one of `CONFIG_ERRORS` if it cannot be read."
+    return int(json.loads(avatar.model_config.read_text())["model"]["size"])
+
+def trained_avatars(root) -> list[dict]:
+    """The avatars under `root` that have a trained model: `{"name", "size"}` each, or `{"name", "broken": reason}` for
+    one whose model folder cannot be read (listed, not served: one broken folder must not stop the others)."""
+    found = []
+    for avatar in avatar_folders(root):
         if avatar.model_file.exists() and avatar.model_config.exists():
-            try: found.append({"name": d.name, "size": int(json.loads(avatar.model_config.read_text())["model"]["size"])})
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                found.append({"name": d.name, "broken": f"model/config.json unreadable ({type(e).__name__}): retrain it"})
+            try: found.append({"name": avatar.name, "size": model_size(avatar)})
+            except CONFIG_ERRORS as e:
+                found.append({"name": avatar.name, "broken": f"model/config.json unreadable ({type(e).__name__}): retrain it"})
     return found
 
 # %% ../../nbs/36_serve_http.ipynb #0d901683
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+FRONTENDS = ("uvicorn", "websockets")    # what `being serve` listens with (`ServeConfig.frontend`)
 
 class Gate:
     "Who may use the server: its token, the page's origin, the Host header."
@@ -73,6 +87,18 @@ class Gate:
         "Bound to loopback, the Host header must name loopback too: a page on evil.example rebound to 127.0.0.1 does not."
         if self.host not in LOOPBACK: return True       # reachable from elsewhere: the token guards it
         return urlsplit("//" + request.headers.get("Host", "")).hostname in LOOPBACK
+
+    def refusal(self, request, query:dict, token:bool=True) -> tuple[HTTPStatus, str, dict]|None:
+        "The first of the checks (the token's too, with `token`) that `request` fails, as (status, message, headers); None."
+        if not self.host_allowed(request):
+            return HTTPStatus.MISDIRECTED_REQUEST, "this server answers to its loopback address only", {}
+        if not self.origin_allowed(request):
+            return HTTPStatus.FORBIDDEN, ("pages from this origin may not use this server (start it with --allow-origin "
+                                          "ORIGIN to allow one)"), {}
+        if token and not self.authorized(request, query):
+            return (HTTPStatus.UNAUTHORIZED, "a valid token is required (Authorization: Bearer <token>, or ?token=)",
+                    {"WWW-Authenticate": "Bearer"})
+        return None
 
 # %% ../../nbs/36_serve_http.ipynb #ac052deb
 VIEWER_LIB = "gsplat-1.2.9.es.js"           # gsplat.js, npm "gsplat" 1.2.9 (MIT): scripts/vendor-viewer fetches it
@@ -115,11 +141,8 @@ class Routes:
         url = urlsplit(request.path)
         query = parse_qs(url.query)
         path = url.path
-        if not self.gate.host_allowed(request):
-            return http_response(HTTPStatus.MISDIRECTED_REQUEST, "this server answers to its loopback address only\n")
-        if not self.gate.origin_allowed(request):
-            return http_response(HTTPStatus.FORBIDDEN, "pages from this origin may not use this server "
-                                 "(start it with --allow-origin ORIGIN to allow one)\n")
+        refused = lambda r: http_response(r[0], r[1] + "\n", **r[2])
+        if (r := self.gate.refusal(request, query, token=False)) is not None: return refused(r)     # host, origin
         authorized = self.gate.authorized(request, query)
         if path == "/healthz": return http_response(HTTPStatus.OK, self.health(authorized))
         if path in ("/", "/index.html"): return static_response("client.html")
@@ -127,9 +150,7 @@ class Routes:
         if path.startswith("/viewer/") and "/" not in path[len("/viewer/"):]: return self._viewer_page(path[len("/viewer/"):])
         known = path in ("/avatars", "/metrics") or path.startswith(("/ws/", "/viewer/"))
         if not known: return http_response(HTTPStatus.NOT_FOUND, f"no route {path}\n")
-        if not authorized:
-            return http_response(HTTPStatus.UNAUTHORIZED, "a valid token is required (Authorization: Bearer <token>, or ?token=)\n",
-                                 **{"WWW-Authenticate": "Bearer"})
+        if not authorized: return refused(self.gate.refusal(request, query))
         if path == "/avatars": return http_response(HTTPStatus.OK, {"avatars": trained_avatars(self.root)})
         if path == "/metrics": return http_response(HTTPStatus.OK, *self.metrics())
         if path.startswith("/viewer/"): return self._splat(*path[len("/viewer/"):].split("/", 1))

@@ -305,23 +305,29 @@ class JobWorker:
         try:
             while self.child.poll() is None:
                 if self.stopping.wait(self.poll): stopped = "stop"
-                elif self.queue.get(job.id).cancel: stopped = "cancel"
+                elif getattr(self._row(job.id), "cancel", False): stopped = "cancel"
                 if stopped: break
         finally:                                # whatever happened here, the child does not outlive its watch
             if self.child.poll() is None:
                 self.child.send_signal(signal.SIGTERM)
                 try: self.child.wait(30)
                 except subprocess.TimeoutExpired: self.child.kill(); self.child.wait()
-        if stopped == "cancel" and self.queue.end(job.id, "cancelled"): self._discard(job)
-        elif stopped is None and self.queue.get(job.id).state == "running":       # it died without ending its job
+        if stopped == "cancel" and getattr(self._row(job.id), "state", None) == "running":
+            self._discard(job)                  # first, so that a job seen cancelled has left no half-made avatar
+            self.queue.end(job.id, "cancelled")     # (its child is gone: nothing else can end it now)
+        elif stopped is None and getattr(self._row(job.id), "state", None) == "running":   # it died without ending its job
             tail = log.read_bytes()[-600:].decode(errors="replace").strip().splitlines()[-3:]
             self.queue.end(job.id, "failed", error=f"the job's process exited with code {self.child.returncode}: "
                                                    + " | ".join(tail))
-        try: state = self.queue.get(job.id).state
-        except KeyError: state = "forgotten"      # its avatar was deleted meanwhile (the API forgets its making)
+        state = getattr(self._row(job.id), "state", None)
         if state == "failed": self._discard(job)
-        if state in FINISHED or state == "forgotten": drop_upload(job)
+        if state is None or state in FINISHED: drop_upload(job)
         self.child = None
+
+    def _row(self, job_id:str) -> Job|None:
+        "The job as its row holds it now, or None once forgotten (its avatar was deleted through the API meanwhile)."
+        try: return self.queue.get(job_id)
+        except KeyError: return None
 
     def _discard(self, job:Job):
         "A new avatar whose job was cancelled or failed is removed, so that its name can be used again."

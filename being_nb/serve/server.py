@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from ..core import CPU_GAUSSIANS, FPS, SAMPLE_RATE, BeingError, avatars_root, get_device
 from ..face import SPEECH_BLENDSHAPES
 from ..motion import GAZE_BLENDSHAPES
-from .http import LOOPBACK, Gate, Routes, http_response, trained_avatars
+from .http import FRONTENDS, LOOPBACK, Gate, Routes, http_response, trained_avatars
 from .protocol import MAX_MESSAGE, PROTOCOL_VERSION, WEIGHT_OUTPUTS, ProtocolError, check_hello, close_reason, error_text
 from .session import Session, SessionLimits
 from .worker import MAX_BATCH, SHED_AFTER, TICK, AvatarWorker, TickReport
@@ -62,7 +62,7 @@ class ServeConfig:
                                     # sessions whose hello asks for `"face": "livelink"`
     livelink_out: str|None = None   # HOST[:PORT] (Unreal's Live Link): the weights of sessions asking for "livelink"
     osc_out: str|None = None        # HOST:PORT: the weights of sessions asking for "osc"
-    frontend: str = "uvicorn"       # "uvicorn": sessions, the REST API and the plain routes; "websockets": the `websockets`
+    frontend: str = "uvicorn"       # `FRONTENDS`: "uvicorn": sessions, the REST API and the plain routes; "websockets": the `websockets`
                                     # library's own server, sessions and plain routes only (no REST API; bench/serve.md)
     jobs: bool = True               # run the API's jobs (new avatars, videos): a worker per device, in child processes
     max_upload_mb: float = 500      # the largest upload the API takes
@@ -428,8 +428,8 @@ async def start(server:AvatarServer) -> AvatarServer:
     if c.host not in LOOPBACK and not c.token:
         raise BeingError(f"listening on {c.host} without a token would let anyone who can reach it drive the avatars",
                          fix="pass --token-file FILE (or set $BEING_TOKEN), or listen on 127.0.0.1")
-    if c.frontend not in ("uvicorn", "websockets"):
-        raise BeingError(f"--frontend is uvicorn or websockets, not {c.frontend!r}")
+    if c.frontend not in FRONTENDS:
+        raise BeingError(f"--frontend is one of {', '.join(FRONTENDS)}, not {c.frontend!r}")
     try: sock = socket.create_server((c.host, c.port), family=socket.AF_INET6 if ":" in c.host else socket.AF_INET)
     except OSError as e:
         raise BeingError(f"cannot listen on {c.host}:{c.port} ({e.strerror or e})",
@@ -502,7 +502,8 @@ def serve(config:ServeConfig|None=None, **overrides):
         c = server.config
         avatars = ", ".join(a["name"] + (" (broken)" if "broken" in a else "") for a in trained_avatars(server.root))
         print(f"being serve: http://{c.host}:{server.port}/  (avatars: {avatars or 'none yet'}; "
-              f"devices: {', '.join(str(s.device) for s in server.slots)}; API docs: /docs" +
+              f"devices: {', '.join(str(s.device) for s in server.slots)}" +
+              ("; API docs: /docs" if c.frontend == "uvicorn" else "; no REST API (--frontend websockets)") +
               ("; jobs: off" if not c.jobs else "") +
               (f"; Live Link Face in: UDP port {server.livelink_port}" if server.livelink_port else "") + ")", flush=True)
         if server.livelink_port and c.host in LOOPBACK:
