@@ -606,5 +606,6 @@ def load_audio_encoder(spec:str|None=None, # "mel", a folder, a name in the enco
                        ) -> AudioEncoder:
     "The speech encoder given by `spec`, else `$BEING_AUDIO_ENCODER`, else the user cache, else `mel`."
     source, _ = locate_audio_encoder(spec)
-    if source == "mel": return MelEncoder()
-    return load_model_encoder(source, device=device, **options)
+    encoder = MelEncoder() if source == "mel" else load_model_encoder(source, device=device, **options)
+    if not options: encoder.source = source      # what loads it again (`serve.speech.FrontSpec`)
+    return encoder

@@ -381,6 +381,8 @@ def _serve_args(p):
     from being_nb.serve.http import FRONTENDS
     p.add_argument("--frontend", choices=FRONTENDS, default=FRONTENDS[0], help="uvicorn (default): sessions, the "
                    "REST API and the pages; websockets: the websockets library's own server, sessions and pages only")
+    p.add_argument("--speech-process", choices=("auto", "on", "off"), default="auto", help="run the sessions' speech fronts "
+                   "(voice activity, speech features) in a process of their own, off the render thread's GIL (auto: on CUDA)")
     p.add_argument("--no-jobs", dest="jobs", action="store_false", help="run no jobs here (the REST API still queues them, "
                    "in jobs.sqlite3 under the root, for another server on the same root)")
     p.add_argument("--max-upload-mb", type=float, default=500, help="the largest video or audio the REST API takes (default 500)")
@@ -403,6 +405,7 @@ def cmd_serve(args):
                       max_unacked=args.max_unacked, jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
                       idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder, livelink_in=args.livelink_in,
                       livelink_out=args.livelink_out, osc_out=args.osc_out, jobs=args.jobs, frontend=args.frontend,
+                      speech_process={"auto": None, "on": True, "off": False}[args.speech_process],
                       max_upload_mb=args.max_upload_mb, max_upload_seconds=args.max_upload_seconds, min_free_gb=args.min_free_gb))
 
 # %% ../nbs/90_cli.ipynb #66599b58

@@ -173,6 +173,10 @@ def speech_chunks(seconds=2.0, start=0, chunk=320):
     return [(start + i, audio[i:i + chunk]) for i in range(0, len(audio), chunk)]
 
 def test_stream_frames_match_audio_and_end(server):
+    speak_one_second(server)
+
+def speak_one_second(server):
+    "One second of speech in one burst: its 25 frames at their presentation times, `ended`, then idle frames."
     ws, _ = session(server)
     for k, (i, c) in enumerate(speech_chunks(1.0)): ws.send(pack_audio(c, k, i))
     ws.send(json.dumps({"type": "end"}))
@@ -187,6 +191,22 @@ def test_stream_frames_match_audio_and_end(server):
     assert ended["frames"] == 25 and [f["pts"] for f in speaking] == [640*k for k in range(25)]
     assert frames(ws, 2)[-1]["flags"] == IDLE                          # back to idle
     ws.close()
+
+def children(pid:int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+def test_speech_process_streams_the_same_frames_and_leaves_with_the_server(root):
+    "`--speech-process on` (the default on CUDA): the speech fronts in a child process; the same protocol; no orphan."
+    s = Server(root, "--no-admission", "--speech-process", "on", "--no-jobs")
+    try:
+        before = set(children(s.proc.pid))
+        speak_one_second(s)
+        speech = set(children(s.proc.pid)) - before
+        assert speech, "no speech process"                                 # (with multiprocessing's resource tracker)
+    finally: s.stop()
+    assert s.proc.returncode == 0
+    for pid in speech:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), pid
 
 def test_interrupt_stops_speaking_within_two_frames(server):
     "Live speech (paced in real time): at most 2 speaking frames after the interrupt, then idle."

@@ -64,6 +64,8 @@ class ServeConfig:
     osc_out: str|None = None        # HOST:PORT: the weights of sessions asking for "osc"
     frontend: str = "uvicorn"       # `FRONTENDS`: "uvicorn": sessions, the REST API and the plain routes; "websockets": the `websockets`
                                     # library's own server, sessions and plain routes only (no REST API; bench/serve.md)
+    speech_process: bool|None = None # the sessions' speech fronts in a child process per avatar (`serve.speech`);
+                                    # None: on CUDA devices (a CPU's cores are the render's)
     jobs: bool = True               # run the API's jobs (new avatars, videos): a worker per device, in child processes
     max_upload_mb: float = 500      # the largest upload the API takes
     max_upload_seconds: float = 600 # the longest video or audio the API takes
@@ -300,7 +302,8 @@ class AvatarServer:
                                                                          gaussians=budget or None))
                 await loop.run_in_executor(None, engine.replay.preload)     # no session waits on a first decode
                 worker = AvatarWorker(engine, c.jpeg, c.jpeg_quality, c.tick, c.shed_after,
-                                      on_tick=lambda report: self.metrics.on_tick(slot.label, report))
+                                      on_tick=lambda report: self.metrics.on_tick(slot.label, report),
+                                      speech_process=cuda if c.speech_process is None else c.speech_process)
                 slot.avatars[name] = LoadedAvatar(engine, worker)
         return slot.avatars[name]
 

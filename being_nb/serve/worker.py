@@ -8,6 +8,7 @@ Docs: https://being-nb.github.io/being_nb/serve_worker.html.md"""
 from __future__ import annotations
 import asyncio
 import concurrent.futures
+import itertools
 import json
 import os
 import queue
@@ -21,12 +22,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..audio import push_many
 from ..controls import Controls
 from ..core import FPS
 from ..media import encode_jpeg
 from ..motion import FRAME_SAMPLES, NEIGHBOURS, WINDOW
 from .protocol import IDLE, SPEAKING, pack_frame
+from .speech import FlushFront, FrontSpec, LocalFronts, PushAudio, SpeechProcess
 
 # %% auto #0
 __all__ = ['FRAME', 'TICK', 'MAX_BATCH', 'CATCH_UP', 'SHED_AFTER', 'BUDGET', 'STALLED_IDLE', 'DROPPED_EVERY', 'Command', 'Client',
@@ -133,7 +134,7 @@ class FrameJob:
 class Stream:
     "One session as the render thread sees it."
     client: Client
-    front: object                       # its feature maker (`Engine.speech_front`)
+    key: int                            # its speech front in the worker's `fronts`
     epoch: int = 0
     start: int|None = None              # client sample where the utterance began; None: not speaking
     features: np.ndarray|None = None    # feature frames `first ..` of the utterance
@@ -213,8 +214,12 @@ class AvatarWorker:
                  jpeg_quality:int=85,
                  tick:float=TICK,           # s between ticks
                  shed_after:float=SHED_AFTER,   # s a speech frame may be past due before it is skipped
-                 on_tick=None):             # called with a `TickReport` after every tick (metrics, admission)
+                 on_tick=None,              # called with a `TickReport` after every tick (metrics, admission)
+                 speech_process:bool=False):    # the sessions' speech fronts in a child process (`SpeechProcess`)
         self.engine, self.tick, self.shed_after = engine, tick, shed_after
+        spec = FrontSpec.of(engine) if speech_process else None
+        self.fronts = SpeechProcess(spec) if spec is not None else LocalFronts(engine.speech_front)
+        self.keys = itertools.count()                 # the sessions' keys in `fronts`
         self.jpeg = jpeg_encoder(engine.device, jpeg, jpeg_quality) if isinstance(jpeg, str) else jpeg
         self.silent = engine.silent_inputs(1)[0]      # the motion input of every idle frame
         self.commands: deque = deque()                # from the event loops (deque appends are thread-safe)
@@ -244,39 +249,38 @@ class AvatarWorker:
         self.stop.set()
         for t in self.threads: t.join(timeout=5)
         self.jpeg.close()
+        self.fronts.shutdown()
 
 # %% ../../nbs/34_serve_worker.ipynb #7b097e20
 def _apply(w:AvatarWorker, c:Command):
     "Carry out one command (on the tick thread)."
     if isinstance(c, Join):
-        w.streams[c.client] = Stream(c.client, w.engine.speech_front(), c.client.epoch)
+        key = next(w.keys)
+        w.fronts.open(key)
+        w.streams[c.client] = Stream(c.client, key, c.client.epoch)
         return
-    if isinstance(c, Leave): w.streams.pop(c.client, None); return
+    if isinstance(c, Leave):
+        if (st := w.streams.pop(c.client, None)) is not None: w.fronts.close(st.key)
+        return
     st = w.streams.get(c.client)
     if isinstance(c, Control):                                  # not tied to an utterance: an interrupt keeps them
         if st is not None: st.controls = None if c.controls.idle else c.controls
         return
     if st is None or c.epoch != c.client.epoch: return          # gone, or interrupted after it was queued
-    if st.epoch != c.epoch: _new_epoch(st, c.epoch)             # the first command after an interrupt
-    if isinstance(c, Audio):
-        if st.start is None: st.start, st.features, st.first, st.next = c.start, None, 0, 0
-        _feed(w, st, c, st.front.push(c.samples))
-    elif isinstance(c, End) and st.start is not None:
-        _add_features(st, st.front.flush())
-        _ready_frames(w, st, c.frames, c.frames, time.monotonic())
-        st.ready.append(Text(st.epoch, json.dumps({"type": "ended", "frames": c.frames, "start": st.start})))
-        st.start = None
+    if st.epoch != c.epoch: _new_epoch(w, st, c.epoch)          # the first command after an interrupt (a `Reset`)
 
-def _new_epoch(st:Stream, epoch:int):
+def _new_epoch(w:AvatarWorker, st:Stream, epoch:int):
     "After an interrupt: forget the speech, its ready frames and its pacing (the next reply is due at once)."
-    st.front.reset(); st.epoch, st.start, st.last_due = epoch, None, 0.0
+    w.fronts.reset(st.key); st.epoch, st.start, st.last_due = epoch, None, 0.0
     st.ready = deque(j for j in st.ready if isinstance(j, Text) and j.epoch == epoch)
 
-def _audio_stream(w:AvatarWorker, c:Audio) -> Stream|None:
-    "The stream an audio command feeds, brought to its epoch and utterance (None: gone or interrupted since)."
+def _speech_stream(w:AvatarWorker, c:Audio|End) -> Stream|None:
+    """The stream an audio or end command is for, brought to its epoch and, for audio, its utterance (None: gone,
+    interrupted since, or an end with no utterance under way)."""
     st = w.streams.get(c.client)
     if st is None or c.epoch != c.client.epoch: return None
-    if st.epoch != c.epoch: _new_epoch(st, c.epoch)
+    if st.epoch != c.epoch: _new_epoch(w, st, c.epoch)
+    if isinstance(c, End): return st if st.start is not None else None
     if st.start is None: st.start, st.features, st.first, st.next = c.start, None, 0, 0
     return st
 
@@ -284,6 +288,13 @@ def _feed(w:AvatarWorker, st:Stream, c:Audio, features:np.ndarray):
     "Add an audio chunk's features: the frames they complete become ready."
     _add_features(st, features)
     _ready_frames(w, st, w.engine.timing.frames_ready(st.first + len(st.features)), 10**9, c.arrived)
+
+def _end(w:AvatarWorker, st:Stream, c:End, features:np.ndarray):
+    "The utterance's last features: all its frames become ready, then its `ended` message."
+    _add_features(st, features)
+    _ready_frames(w, st, c.frames, c.frames, time.monotonic())
+    st.ready.append(Text(st.epoch, json.dumps({"type": "ended", "frames": c.frames, "start": st.start})))
+    st.start = None
 
 def _add_features(st:Stream, new:np.ndarray):
     st.features = new if st.features is None else np.concatenate([st.features, new])
@@ -361,14 +372,15 @@ def _tick_loop(w:AvatarWorker):
         except Exception as e:          # a bug, or the device failing: every session ends with the error (1011)
             print(f"being serve: rendering {w.engine.avatar.name} failed: {e!r}", file=sys.stderr, flush=True)
             w.rendered.put([(st.client, Failure(st.epoch, e)) for st in w.streams.values()])
+            for st in w.streams.values(): w.fronts.close(st.key)
             w.streams.clear()
     w.rendered.put(None)
 
 def _commands(w:AvatarWorker):
     """Carry out the commands queued since the last tick: joins first, leaves last, each session's own in order.
-    The sessions' audio goes through their speech fronts together (`audio.push_many`: one voice-activity call for
-    all sessions per 32 ms chunk, instead of one per session: at 32 sessions those calls had been most of the
-    server's Python), in rounds of one audio command per session."""
+    The sessions' audio and utterance ends go through their speech fronts together, in rounds of at most one per
+    session (`fronts.run`: one voice-activity call for all sessions per 32 ms chunk, instead of one per session: at
+    32 sessions those calls had been most of the server's Python; with `speech_process`, in a child process)."""
     commands = []
     while w.commands: commands.append(w.commands.popleft())
     for c in commands:
@@ -380,23 +392,31 @@ def _commands(w:AvatarWorker):
         if not isinstance(c, (Join, Leave)): queues.setdefault(c.client, deque()).append(c)
     def fail(client, e):
         queues.pop(client, None)
-        if (st := w.streams.pop(client, None)) is not None: w.rendered.put([(client, Failure(st.epoch, e))])
+        if (st := w.streams.pop(client, None)) is not None:
+            w.fronts.close(st.key)
+            w.rendered.put([(client, Failure(st.epoch, e))])
     while queues:
-        pushes = []                                     # (stream, audio command): at most one per session a round
+        speech = []                                     # (stream, audio or end command): at most one per session a round
         for client, q in list(queues.items()):
             while q:
                 c = q.popleft()
                 try:
-                    if isinstance(c, Audio):
-                        if (st := _audio_stream(w, c)) is not None: pushes.append((st, c)); break
+                    if isinstance(c, (Audio, End)):
+                        if (st := _speech_stream(w, c)) is not None: speech.append((st, c)); break
                     else: _apply(w, c)
                 except Exception as e: fail(client, e); break
             if client in queues and not queues[client]: del queues[client]
-        if not pushes: continue
-        for (st, c), f in zip(pushes, push_many([(st.front, c.samples) for st, c in pushes])):
+        if not speech: continue
+        ops = [PushAudio(st.key, c.samples) if isinstance(c, Audio) else FlushFront(st.key) for st, c in speech]
+        try: answers = w.fronts.run(ops)
+        except Exception as e:                          # the speech process failed: every session it served ends
+            for client in list(w.streams): fail(client, e)
+            return
+        for (st, c), f in zip(speech, answers):
             try:
                 if isinstance(f, BaseException): raise f              # this stream's own failure, not the others'
-                _feed(w, st, c, f)
+                if isinstance(c, Audio): _feed(w, st, c, f)
+                else: _end(w, st, c, f)
             except Exception as e: fail(c.client, e)
     for c in commands:
         if isinstance(c, Leave): _apply(w, c)
