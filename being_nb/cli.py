@@ -385,6 +385,8 @@ def _serve_args(p):
                    "(voice activity, speech features) in a process of their own, off the render thread's GIL (auto: on CUDA)")
     p.add_argument("--no-jobs", dest="jobs", action="store_false", help="run no jobs here (the REST API still queues them, "
                    "in jobs.sqlite3 under the root, for another server on the same root)")
+    p.add_argument("--request-timeout", type=float, default=30.0, help="seconds an HTTP request's head may take to arrive, "
+                   "and the longest pause in an upload, before 408 (default 30)")
     p.add_argument("--max-upload-mb", type=float, default=500, help="the largest video or audio the REST API takes (default 500)")
     p.add_argument("--max-upload-seconds", type=float, default=600, help="the longest video or audio it takes (default 600)")
     p.add_argument("--min-free-gb", type=float, default=2.0, help="refuse uploads (507) that would leave less disk free under "
@@ -406,7 +408,7 @@ def cmd_serve(args):
                       idle_timeout=args.idle_timeout, audio_encoder=args.audio_encoder, livelink_in=args.livelink_in,
                       livelink_out=args.livelink_out, osc_out=args.osc_out, jobs=args.jobs, frontend=args.frontend,
                       speech_process={"auto": None, "on": True, "off": False}[args.speech_process],
-                      max_upload_mb=args.max_upload_mb, max_upload_seconds=args.max_upload_seconds, min_free_gb=args.min_free_gb))
+                      request_timeout=args.request_timeout, max_upload_mb=args.max_upload_mb, max_upload_seconds=args.max_upload_seconds, min_free_gb=args.min_free_gb))
 
 # %% ../nbs/90_cli.ipynb #66599b58
 def _jobs_args(p):

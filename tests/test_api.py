@@ -167,3 +167,37 @@ def test_a_killed_server_resumes_its_training_job_and_cancel_works(tmp_path, cli
         r = s.api.get(f"/api/jobs/{job['id']}/result")
         assert r.status_code == 404                                        # an avatar job has no mp4
     finally: s.stop()
+
+def test_slow_clients_are_cut_and_concurrent_uploads_share_the_disk(tmp_path):
+    "A connection slow to send a request's head, or an upload that pauses, gets 408; uploads under way hold their disk room."
+    root = tmp_path/"avatars"; root.mkdir()
+    mb = 2**20
+    free = shutil.disk_usage(root).free
+    min_free_gb = (free - 2**30 - 300*mb)/2**30            # room for one 200 MB upload (and 1 GB for its avatar), not two
+    s = Server(root, "--request-timeout", "2", "--no-jobs", "--min-free-gb", f"{min_free_gb:.6f}")
+    try:
+        def answer_of(sock, timeout=10):
+            sock.settimeout(timeout); got, t0 = b"", time.time()
+            try:
+                while (d := sock.recv(65536)): got += d
+            except OSError: pass
+            return got, time.time() - t0
+        for first in (b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "):   # silent, and a head that never ends
+            sock = socket.create_connection(("127.0.0.1", s.port)); sock.sendall(first)
+            got, waited = answer_of(sock)
+            assert got.startswith(b"HTTP/1.1 408") and 1.5 < waited < 6, (got, waited)
+        head = lambda: {**AUTH, "Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(200*mb)}
+        a = socket.create_connection(("127.0.0.1", s.port))     # upload A: declared 200 MB, a first part of it sent
+        a.sendall(f"POST /api/avatars HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+                  + "".join(f"{k}: {v}\r\n" for k, v in head().items()).encode() + b"\r\n"
+                  + b'--x\r\nContent-Disposition: form-data; name="video"; filename="a.mp4"\r\n\r\n' + b"\0"*mb)
+        time.sleep(0.5)
+        b = raw_post(s.port, "/api/avatars", head())           # B, while A arrives: no room for both
+        assert b.startswith(b"HTTP/1.1 507") and b"held for uploads under way" in b, b[:400]
+        got, _ = answer_of(a)                                   # A pauses: 408 after 2 s, its part deleted
+        assert got.startswith(b"HTTP/1.1 408") and b"the upload paused for more than 2 s" in got, got[:400]
+        b = raw_post(s.port, "/api/avatars", head())           # the room A held is free again: B is taken (then pauses)
+        assert b.startswith(b"HTTP/1.1 408"), b[:400]
+        assert not any((root/".uploads").iterdir())
+        assert s.api.get("/healthz").status_code == 200                          # the server is fine
+    finally: s.stop()

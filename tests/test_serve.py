@@ -335,6 +335,21 @@ class Browser:
                 m = json.loads(cdp.recv(timeout=timeout))
                 if m.get("id") == self.ids: return m["result"]
 
+    def set_files(self, selector, paths):
+        "Choose files in the page's file input `selector`, as a person would in the file dialog."
+        url = next(p["webSocketDebuggerUrl"] for p in json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list",
+                                                                                        timeout=10)) if p["type"] == "page")
+        with connect(url, max_size=None, open_timeout=10) as cdp:         # node ids live in one DevTools session
+            def call(method, **params):
+                self.ids += 1
+                cdp.send(json.dumps({"id": self.ids, "method": method, "params": params}))
+                while (m := json.loads(cdp.recv(timeout=10))).get("id") != self.ids: pass
+                assert "error" not in m, m
+                return m["result"]
+            root = call("DOM.getDocument")["root"]["nodeId"]
+            node = call("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+            call("DOM.setFileInputFiles", nodeId=node, files=[str(p) for p in paths])
+
     def value(self, expression):
         return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"].get("value")
 
@@ -388,6 +403,31 @@ def test_browser_page_shows_frames_and_latency(server, tmp_path):
         assert b.value("document.getElementById('file').hidden") is False
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         b.screenshot(SCREENSHOTS/"page_1366x768.png")
+    finally: b.close()
+
+def test_browser_page_makes_a_video_from_an_audio_file(server, tmp_path):
+    "The page's form: an audio file chosen for the avatar picked above becomes a job, followed to its end, then a video that plays."
+    from being_nb.media import read_audio, write_wav
+    from being_nb.sample import sample_clip
+    wav = write_wav(tmp_path/"hello.wav", read_audio(sample_clip().path)[:3*16000])
+    b = Browser(f"{server.http}/?avatar=tiny", tmp_path)
+    try:
+        deadline = time.time() + 30
+        while b.value("document.getElementById('avatar').value") != "tiny": assert time.time() < deadline; time.sleep(0.2)
+        b.value("document.getElementById('make').open = true")
+        b.set_files("#newVideo input[name=audio]", [wav])
+        b.value("document.querySelector('#newVideo button').click()")
+        deadline, line = time.time() + 300, "document.getElementById('jobs').firstElementChild"
+        while not (b.value(f"{line}?.textContent") or "").startswith("video of tiny: done"):
+            assert time.time() < deadline and b.value(f"{line}?.className") != "err", b.value(f"{line}?.textContent")
+            time.sleep(0.5)
+        while not b.value("(() => { const v = document.getElementById('result'); return !v.hidden && v.readyState >= 1 && v.duration > 2.5; })()"):
+            assert time.time() < deadline, b.value("document.getElementById('result').outerHTML")
+            time.sleep(0.25)
+        assert b.value("document.querySelector('#jobs a').download").startswith("tiny-")           # a download link
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        b.value("document.getElementById('make').scrollIntoView()")
+        b.screenshot(SCREENSHOTS/"page_made_a_video.png")
     finally: b.close()
 
 def test_browser_page_refuses_an_unknown_avatar(server, tmp_path):

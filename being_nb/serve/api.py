@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -28,7 +29,7 @@ from .protocol import MAX_BACKLOG
 # %% auto #0
 __all__ = ['UPLOADS', 'VIDEOS', 'MAX_TEXT', 'MAX_FIELD', 'MAX_FIELDS', 'SIZES', 'DRIVES', 'TRANSPORT', 'UploadError', 'Upload',
            'receive_form', 'check_media', 'job_json', 'avatar_state', 'avatar_names', 'AsgiSocket', 'bounded_protocol',
-           'api_app']
+           'head_deadline_protocol', 'api_app']
 
 # %% ../../nbs/41_serve_api.ipynb #3506bba0
 UPLOADS = ".uploads"     # under the avatars root: uploaded files, until their job ends
@@ -66,11 +67,13 @@ def _too_large(max_bytes:int) -> UploadError:
                        f"the upload is larger than this server takes ({max_bytes/2**20:g} MB): send a shorter clip, "
                        "or start the server with a larger --max-upload-mb")
 
-async def receive_form(request, folder:Path, file_fields:tuple, max_bytes:int) -> Upload:
+async def receive_form(request, folder:Path, file_fields:tuple, max_bytes:int,
+                       idle:float=30.0) -> Upload:     # s the body may pause before 408
     """Stream a `multipart/form-data` body (RFC 7578) through python-multipart's parser: its one file, a part of
     `file_fields`, to a new file in `folder`; text fields into memory (`MAX_FIELD` bytes each). `UploadError` 413 past
     `max_bytes`: at once when Content-Length says so, else as soon as the body gets there (the partial file deleted);
-    400 for a body that is not multipart, a second file, or a file in another field."""
+    408 when the body pauses for more than `idle` s; 400 for a body that is not multipart, a second file, or a file in
+    another field."""
     from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or not options.get(b"boundary"):
@@ -111,7 +114,12 @@ async def receive_form(request, folder:Path, file_fields:tuple, max_bytes:int) -
     folder.mkdir(parents=True, exist_ok=True)
     received = 0
     try:
-        async for chunk in request.stream():
+        chunks = request.stream().__aiter__()
+        while True:
+            try: chunk = await asyncio.wait_for(anext(chunks), idle)
+            except StopAsyncIteration: break
+            except TimeoutError:
+                raise UploadError(HTTPStatus.REQUEST_TIMEOUT, f"the upload paused for more than {idle:g} s: send it again") from None
             received += len(chunk)
             if received > max_bytes: raise _too_large(max_bytes)
             parser.write(chunk)
@@ -244,6 +252,43 @@ def bounded_protocol():
             if scope is not None: scope.setdefault("extensions", {})[TRANSPORT] = self.transport
     return BoundedWebSocketProtocol
 
+# %% ../../nbs/41_serve_api.ipynb #944122cb
+def head_deadline_protocol(timeout:float):
+    """uvicorn's h11 HTTP protocol class with a deadline of `timeout` s for each request's head (request line and
+    headers), counted from the connection or the end of the response before: past it, 408 and the connection closes."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    class HeadDeadlineProtocol(H11Protocol):
+        "uvicorn's HTTP/1.1 protocol (h11), closing a connection that is slow to send a request's head."
+        def connection_made(self, transport):
+            self.head_timer, self.head_seen = None, None
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self):
+            if self.head_timer is not None: self.head_timer.cancel()
+            self.head_timer = self.loop.call_later(timeout, self._late)
+
+        def _late(self):
+            self.head_timer = None
+            if self.transport.is_closing(): return
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            self.transport.close()
+
+        def handle_events(self):
+            super().handle_events()
+            if self.scope is not self.head_seen:          # a request's head arrived (a WebSocket upgrade's too)
+                self.head_seen = self.scope
+                if self.head_timer is not None: self.head_timer.cancel(); self.head_timer = None
+
+        def on_response_complete(self):
+            self._arm()                  # before: a pipelined request's head, handled inside, disarms it again
+            super().on_response_complete()
+
+        def connection_lost(self, exc):
+            if self.head_timer is not None: self.head_timer.cancel(); self.head_timer = None
+            super().connection_lost(exc)
+    return HeadDeadlineProtocol
+
 # %% ../../nbs/41_serve_api.ipynb #54627177
 def _plain(request, path:str|None=None) -> SimpleNamespace:
     "A request as `Routes` reads it: the path with its query, and the headers."
@@ -277,14 +322,23 @@ def api_app(server, connection):
         try: return check_avatar_name(name)
         except BeingError as e: raise UploadError(HTTPStatus.BAD_REQUEST, e.problem) from None
 
+    held = [0]                   # bytes of the uploads under way, not on disk yet
+
+    @contextmanager
     def room_for(request, extra_gb:float=0.0):
-        "507 unless the avatars' disk has the upload's size and `min_free_gb` (+ `extra_gb`) free."
+        """507 unless the avatars' disk has room for this upload (its Content-Length, or `max_upload_mb` when it is
+        chunked) besides those under way, and `min_free_gb` (+ `extra_gb`) more; the room is held while it arrives."""
         length = request.headers.get("content-length", "")
-        need = int(length) if length.isdigit() else 0
+        need = int(length) if length.isdigit() else int(c.max_upload_mb*2**20)
         free = shutil.disk_usage(root if root.exists() else root.parent).free
-        if free < need + (c.min_free_gb + extra_gb)*2**30:
-            raise UploadError(HTTPStatus.INSUFFICIENT_STORAGE, f"the server's disk has {free/2**30:.1f} GB free; it keeps "
-                              f"{c.min_free_gb + extra_gb:g} GB free besides uploads: free some space or remove avatars")
+        if free - held[0] < need + (c.min_free_gb + extra_gb)*2**30:
+            under_way = f" ({held[0]/2**30:.1f} GB of it held for uploads under way)" if held[0] else ""
+            raise UploadError(HTTPStatus.INSUFFICIENT_STORAGE, f"the server's disk has {free/2**30:.1f} GB free{under_way}; "
+                              f"it keeps {c.min_free_gb + extra_gb:g} GB free besides uploads: free some space, remove "
+                              "avatars, or send it again later")
+        held[0] += need
+        try: yield
+        finally: held[0] -= need
 
     def integer(fields:dict, key:str, low:int, high:int) -> int|None:
         if fields.get(key, "") == "": return None
@@ -311,8 +365,8 @@ def api_app(server, connection):
         ("audio", or "blendshapes": driven by the speech prior)."""
         early = request.query_params.get("name")
         if early is not None: _new_name(root, server.queue, name_of(early))
-        room_for(request, extra_gb=1.0)
-        up = await receive_form(request, root/UPLOADS, ("video",), int(c.max_upload_mb*2**20))
+        with room_for(request, extra_gb=1.0):
+            up = await receive_form(request, root/UPLOADS, ("video",), int(c.max_upload_mb*2**20), c.request_timeout)
         try:
             name = name_of(up.fields.get("name") or early or "")
             _new_name(root, server.queue, name)
@@ -371,8 +425,8 @@ def api_app(server, connection):
         if state is None: raise HTTPException(404, f"no avatar {name!r}")
         if state["state"] not in ("ready", "queued", "running"):
             raise HTTPException(409, f"avatar {name!r} is {state['state']}: make it again (POST /api/avatars) first")
-        room_for(request)
-        up = await receive_form(request, root/UPLOADS, ("audio",), int(c.max_upload_mb*2**20))
+        with room_for(request):
+            up = await receive_form(request, root/UPLOADS, ("audio",), int(c.max_upload_mb*2**20), c.request_timeout)
         try:
             text = up.fields.get("text")
             if (text is None or not text.strip()) == (up.file is None):

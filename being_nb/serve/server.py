@@ -56,6 +56,7 @@ class ServeConfig:
     shed_after: float = SHED_AFTER  # s a speech frame may be late before it is skipped (large: every frame, however late)
     idle_after: float = 0.3         # s without audio that end an utterance
     idle_timeout: float = 60.0      # s without a message that close a session
+    request_timeout: float = 30.0   # s an HTTP request's head may take to arrive, and the longest pause in an upload (408)
     hello_timeout: float = 10.0     # s a new connection has to say hello
     audio_encoder: str|None = None  # the speech encoder the avatars were prepared with (default: found as prepare finds it)
     livelink_in: int|None = None    # a UDP port for Live Link Face packets (0: any free one): the eyes and brows of the
@@ -393,10 +394,10 @@ def _uvicorn(config):
 async def _uvicorn_frontend(server:AvatarServer, sock):
     "uvicorn on `sock`, running the app of `serve.api`."
     import uvicorn
-    from being_nb.serve.api import api_app, bounded_protocol
+    from being_nb.serve.api import api_app, bounded_protocol, head_deadline_protocol
     app = api_app(server, lambda ws, name: _connection(server, ws, name))
     server.uvicorn = _uvicorn(uvicorn.Config(
-        app, ws=bounded_protocol(), ws_max_size=MAX_MESSAGE, ws_per_message_deflate=False, lifespan="off", log_config=None,
+        app, http=head_deadline_protocol(server.config.request_timeout), ws=bounded_protocol(), ws_max_size=MAX_MESSAGE, ws_per_message_deflate=False, lifespan="off", log_config=None,
         log_level="warning", access_log=False, server_header=False, date_header=False, headers=[("server", "being_nb")],
         timeout_graceful_shutdown=2, timeout_keep_alive=5))       # no versions; a client that does not read holds
     server.serving = asyncio.create_task(server.uvicorn.serve(sockets=[sock]))   # shutdown 2 s at most
