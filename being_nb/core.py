@@ -385,24 +385,33 @@ def native_logs_silenced():
 # %% ../nbs/00_core.ipynb #06ab8474
 TERM_GRACE_S = 15.0     # s clean-up may take after SIGTERM before the process is ended regardless
 
-def sigterm_as_interrupt(grace:float=TERM_GRACE_S):
-    """Make SIGTERM raise `KeyboardInterrupt` (main thread only), so `kill` cleans up like Ctrl-C; returns the previous
-    handler, or None. Clean-up that hangs (a library stuck in its own shutdown) cannot keep the process alive: `grace` s
-    after the first SIGTERM, or at a second one, the temporaries `atomic_path` has open are removed and the process
-    exits with status 143 (128 + SIGTERM) at once, without further clean-up."""
+def sigterm_as_interrupt(grace:float=TERM_GRACE_S,
+                         signum:int|None=None,      # default SIGTERM
+                         repeat_forces:bool=True):  # False: the signal again is ignored (see below)
+    """Make SIGTERM (or `signum`) raise `KeyboardInterrupt` (main thread only), so `kill` cleans up like Ctrl-C; returns
+    the previous handler, or None. Clean-up that hangs (a library stuck in its own shutdown) cannot keep the process
+    alive: `grace` s after the first signal, or at a second one, the temporaries `atomic_path` has open are removed and
+    the process exits with status 128 + the signal's number at once, without further clean-up. With `repeat_forces`
+    False a second signal is ignored: Linux sends a parent-death signal (`prctl(PR_SET_PDEATHSIG)`) again at each
+    re-parenting, so a killed parent with many threads sends it several times within milliseconds, and the second had
+    ended a job's process before its checkpoint was saved (seen in two of four tries)."""
     import signal
     if threading.current_thread() is not threading.main_thread(): return None
+    signum = signal.SIGTERM if signum is None else signum
+    name = signal.Signals(signum).name
     def force_exit():
         for tmp in list(_WRITING): tmp.unlink(missing_ok=True)
-        print("being: clean-up after SIGTERM did not finish; exiting now", file=sys.stderr, flush=True)
-        os._exit(128 + signal.SIGTERM)
-    def handler(signum, frame):
-        if handler.terminating: force_exit()
+        print(f"being: clean-up after {name} did not finish; exiting now", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+    def handler(sig, frame):
+        if handler.terminating:
+            if repeat_forces: force_exit()
+            return
         handler.terminating = True
         _daemon_timer(grace, force_exit)
         raise KeyboardInterrupt
     handler.terminating = False
-    return signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signum, handler)
 
 def _daemon_timer(seconds:float, fn):
     "Call `fn` in `seconds` s on a daemon thread (it never keeps the process alive)."

@@ -344,17 +344,21 @@ class JobWorker:
 
 # %% ../../nbs/40_serve_jobs.ipynb #6da4346f
 def _die_with_parent(parent:int):
-    "Linux: this process gets SIGTERM when the worker that started it goes (a killed server leaves no orphan job)."
+    """Linux: this process gets SIGHUP when the worker that started it goes (a killed server leaves no orphan job).
+    SIGHUP, not SIGTERM: the kernel sends it once per thread of a dying server, and only the first counts."""
     if sys.platform.startswith("linux"):
         import ctypes
-        try: ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
+        try: ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGHUP)      # PR_SET_PDEATHSIG
         except OSError: pass
     if os.getppid() != parent: sys.exit(143)          # it went before the line above ran
 
 def job_process(root, job_id:str, parent:str):
-    "A worker's child: run job `job_id`, dying with the worker (pid `parent`), SIGTERM taken as Ctrl-C (exit status 130)."
+    """A worker's child: run job `job_id`, dying with the worker (pid `parent`); SIGTERM, or the worker's death, taken
+    as Ctrl-C (the stages save what they have; exit status 130)."""
     from being_nb.core import sigterm_as_interrupt
-    _die_with_parent(int(parent))
-    sigterm_as_interrupt()
-    try: run_job(root, job_id)
+    try:
+        sigterm_as_interrupt(signum=signal.SIGHUP, repeat_forces=False)   # first: the parent may already be going
+        _die_with_parent(int(parent))
+        sigterm_as_interrupt()
+        run_job(root, job_id)
     except KeyboardInterrupt: sys.exit(130)
