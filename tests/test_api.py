@@ -149,7 +149,7 @@ def test_a_killed_server_resumes_its_training_job_and_cancel_works(tmp_path, cli
     finally: s.stop(signal.SIGKILL)                                        # no clean shutdown: its job's process goes too
     time.sleep(3)
     saved = torch.load(root/"ben"/"model"/"latest.pt", weights_only=True)["step"]
-    assert 0 < saved < 400, saved
+    assert 100 < saved < 400, saved             # saved when the server died (not only the periodic one at step 100)
     s = Server(root)
     try:
         done = s.job(job["id"])
