@@ -287,7 +287,8 @@ def _load(self, path:Path):
 
 # %% ../nbs/25_train.ipynb #5c12078a
 @patch_to(Trainer)
-def run(self, until:int|None=None) -> dict:
+def run(self, until:int|None=None,
+        callback=None) -> dict:     # called as callback(trainer, figures) after every step (`widgets.TrainingMonitor`)
     "Train up to step `until` (default: the configured iterations); returns the last step's figures."
     until = self.cfg.iterations if until is None else until
     log = open(self.avatar.train_log, "a")
@@ -298,6 +299,7 @@ def run(self, until:int|None=None) -> dict:
         while self.step_count < until:
             last = self.train_step()
             bar.update(1); bar.set_postfix(loss=last["loss"], psnr=last["psnr"], stage=last["stage"])
+            if callback is not None: callback(self, last)
             if self.step_count % self.cfg.log_every == 0 or self.step_count == until:
                 log.write(json.dumps({**last, "time": round(time.time(), 2)}) + "\n"); log.flush()
             if self.step_count % self.cfg.checkpoint_every == 0: self.save()
@@ -362,6 +364,7 @@ def _resumed_config(avatar:AvatarDir, iterations, size, encoder, overrides) -> t
 def train(name:str, root=None, iterations:int|None=None, device=None, resume:bool=False, size:int|None=None,
           encoder:str|None=None,
           threads:int|None=None,      # PyTorch CPU threads (default: `training_threads`'s)
+          callback=None,              # called as callback(trainer, figures) after every step (`widgets.TrainingMonitor`)
           **overrides) -> Trainer:
     "Train (or resume) the avatar `name`; returns the trainer with its model."
     avatar = AvatarDir(name, root)
@@ -374,7 +377,7 @@ def train(name:str, root=None, iterations:int|None=None, device=None, resume:boo
         cfg = TrainConfig.for_device(dev, **extra, **overrides)
     with avatar.writing("train"):               # not while `being prepare` (or another training) writes it
         trainer = Trainer(avatar, cfg, dev, resume=resume, encoder=encoder)
-        trainer.run()
+        trainer.run(callback=callback)
         for path in (avatar.export_ply, avatar.export_splat): export_gaussians(trainer.model, path)
     return trainer
 
