@@ -23,7 +23,8 @@ from .face import ARKIT_BLENDSHAPES, SPEECH_BLENDSHAPES
 from .media import encode_jpeg
 
 # %% auto #0
-__all__ = ['EXPRESSION_SLIDERS', 'POSE_RANGE_DEG', 'wav_bytes', 'weight_bars', 'ControlPanel', 'AvatarPreview', 'TrainingMonitor']
+__all__ = ['EXPRESSION_SLIDERS', 'POSE_RANGE_DEG', 'wav_bytes', 'weight_bars', 'ControlPanel', 'AvatarPreview', 'png_bytes',
+           'TrainingMonitor']
 
 # %% ../nbs/50_widgets.ipynb #015d277a
 def wav_bytes(audio:np.ndarray, sample_rate:int=SAMPLE_RATE) -> bytes:
@@ -109,10 +110,12 @@ class ControlPanel(W.VBox):
                         intensity=self.intensity.value, blink_rate=None if self.blinks.value < 0 else self.blinks.value,
                         pose=self.pose.value, yaw=self.yaw.value, pitch=self.pitch.value, roll=self.roll.value, gaze=gaze)
 
-# %% ../nbs/50_widgets.ipynb #bf96ed69
+# %% ../nbs/50_widgets.ipynb #b6925b6c
 class AvatarPreview(W.VBox):
     """A live preview of a trained avatar in a notebook: text or an audio file in, frames and sound out at 25 fps,
-    controls as sliders, and the speech prior's jaw and mouth weights as bars in step with the frames."""
+    controls as sliders, and the speech prior's jaw and mouth weights as bars in step with the frames. One thread
+    renders: a still frame when a slider moves (moves that come meanwhile are coalesced into one more render), or an
+    utterance, a batch at a time, each frame shown at its time from the start of the sound."""
     def __init__(self, name:str|None=None,   # the avatar (default: the first trained one under `root`)
                  root=None,                  # the avatars folder (`avatars_root`'s default)
                  device=None,                # where to render (default: CUDA if there is one)
@@ -134,168 +137,166 @@ class AvatarPreview(W.VBox):
         self.audio = W.Audio(format="wav", autoplay=True, controls=False, loop=False, layout=W.Layout(display="none"))
         self.status, self.bars = W.HTML(), W.HTML(weight_bars(None))
         self.controls = ControlPanel()
-        self.engine = self.prior = None
-        self.frames_shown = self.frames_dropped = self.stills = 0    # counts: frames of the last utterance, still frames
-        self.weights: np.ndarray|None = None         # [T, 52] of the utterance playing (None: still)
-        self._stop, self._lock, self._thread, self._dirty, self._still = threading.Event(), threading.Lock(), None, False, False
+        self.engine = self.prior = self.prior_encoder = None
+        self.frames_shown = self.frames_dropped = self.stills = 0    # the last utterance's frames; still frames so far
+        self.weights: np.ndarray|None = None         # [T, 52] ARKit weights of the utterance playing
+        self._stop, self._lock = threading.Event(), threading.Lock()
+        self._thread, self._dirty = None, False      # the render thread; a slider moved while it ran
         self.speak_button.on_click(lambda _: self._guard(self.speak))
         self.stop_button.on_click(lambda _: self.stop())
         self.picker.observe(lambda change: self._guard(self.load), "value")
         self.controls.on_change(lambda: self._guard(self.refresh))
         text_in = W.VBox([self.text, W.HBox([self.upload, self.speak_button, self.stop_button])])
         super().__init__([W.HBox([self.picker, self.status]), text_in,
-                          W.HBox([W.VBox([self.image, self.audio]), self.controls, W.VBox([W.HTML("<b>Speech prior</b>"), self.bars])])])
+                          W.HBox([W.VBox([self.image, self.audio]), self.controls,
+                                  W.VBox([W.HTML("<b>Speech prior</b>"), self.bars])])])
         self.load()
+
+    def load(self):
+        """Load the picked avatar and show its still frame: its `Engine`, and the speech prior whose weights the bars
+        show (the avatar's own for a blendshape-driven avatar, else the shipped universal prior, the one `being
+        serve` sends to Live Link)."""
+        from being_nb.inference import Engine
+        from being_nb.prior import find_prior, prior_encoder
+        self.stop()
+        e = self.engine = Engine(self.picker.value, self.root, self.device, size=self.size, gaussians=self.gaussians)
+        self.prior = e.prior or find_prior(device=e.device)
+        self.prior_encoder = e.encoder if e.encoder.name == self.prior.config.features else prior_encoder(self.prior, device=e.device)
+        self.controls.set_inputs(set(e.model.config.expression_inputs) | (set(SPEECH_BLENDSHAPES) if e.prior is not None else set()))
+        self.refresh()
+
+    def refresh(self):
+        "Re-render the still frame with the sliders' controls (while speaking: the next batch takes them)."
+        with self._lock:
+            if self._thread is not None: self._dirty = True; return
+            self._start(self._still_loop)
+
+    def speak(self, text:str|None=None,   # what to say (default: the text box, unless a file is chosen)
+              audio=None,                 # or speech: 16 kHz mono float32, or an audio or video file
+              wait:bool=False):           # return when it has played
+        "Play speech through the avatar: frames at 25 fps with the sound, bars in step."
+        from being_nb.prior import speech_weights
+        self.stop()
+        audio = self._audio_in(text, audio)
+        weights = speech_weights(self.prior, self.prior_encoder, audio)
+        with self._lock:
+            self._stop.clear()
+            self.weights = weights
+            self.speak_button.disabled, self.stop_button.disabled = True, False
+            thread = self._start(self._speak_loop, audio)
+        if wait: thread.join()
+
+    def stop(self):
+        "Stop speaking (frames and sound), and wait for the render thread."
+        self._stop.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread(): t.join(timeout=30)
+
+    def _start(self, target, *args) -> threading.Thread:        # (under the lock)
+        self._thread = threading.Thread(target=self._run, args=(target, *args), daemon=True, name="being-preview")
+        self._thread.start()
+        return self._thread
+
+    def _run(self, target, *args):
+        "The render thread: `target`, then a still frame if a slider moved meanwhile, then nothing."
+        try: target(*args)
+        except Exception as e: self.status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
+        with self._lock:
+            self._thread = None
+            if self._dirty and not self._stop.is_set(): self._dirty = False; self._start(self._still_loop)
+
+    def _still_loop(self):
+        import torch
+        t0, e = time.perf_counter(), self.engine
+        frame = e.render([0], torch.from_numpy(e.silent_inputs(1)).to(e.device), controls=self.controls.value)[0]
+        self._show(frame.cpu().numpy())
+        self.stills += 1
+        self._status(f"still frame in {1000*(time.perf_counter() - t0):.0f} ms")
+
+    def _speak_loop(self, audio:np.ndarray):
+        e = self.engine
+        n = max(1, round(len(audio)*FPS/SAMPLE_RATE))
+        features = e.features(audio)
+        self.frames_shown = self.frames_dropped = 0
+        t0, render_s = None, 0.0
+        try:
+            for start in range(0, n, e.batch):
+                if self._stop.is_set(): break
+                steps = range(start, min(start + e.batch, n))
+                r0 = time.perf_counter()
+                frames = e.render(steps, e.inputs(features, steps, n), controls=self.controls.value).cpu().numpy()
+                render_s += time.perf_counter() - r0
+                if t0 is None:                                   # the sound starts with frame 0 ready
+                    self.audio.value = wav_bytes(audio)
+                    t0 = time.monotonic()
+                for k, frame in zip(steps, frames):
+                    if self._stop.is_set(): break
+                    late = time.monotonic() - (t0 + k/FPS)
+                    if late > 1/FPS and k < n - 1: self.frames_dropped += 1; continue     # its time has passed
+                    if late < 0: time.sleep(-late)
+                    self._show(frame, self.weights[min(k, len(self.weights) - 1)])
+                    self.frames_shown += 1
+                shown_s = max(time.monotonic() - t0, (self.frames_shown + self.frames_dropped)/FPS)
+                self._status(f"{self.frames_shown/shown_s:.1f} fps shown, {self.frames_dropped} dropped, "
+                             f"render {1000*render_s/steps.stop:.0f} ms a frame")
+        finally:
+            if self._stop.is_set(): self.audio.value = wav_bytes(np.zeros(160))     # stops the sound
+            self.weights = None
+            self.bars.value = weight_bars(None)
+            self.speak_button.disabled, self.stop_button.disabled = False, True
+
+    def _audio_in(self, text:str|None, audio) -> np.ndarray:
+        "16 kHz mono speech: `audio` as given (array or path), else the chosen file, else `text` spoken."
+        from being_nb.media import read_audio
+        if audio is not None: return read_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, np.float32)
+        if text is None and self.upload.value:
+            f = self.upload.value[0]
+            with tempfile.TemporaryDirectory() as d:
+                path = Path(d)/Path(f["name"]).name
+                path.write_bytes(bytes(f["content"]))
+                return read_audio(path)
+        text = self.text.value if text is None else text
+        if not text.strip(): raise BeingError("nothing to say", fix="type a text, or choose an audio file")
+        from being_nb.tts import synthesize
+        return synthesize(text).audio
+
+    def _show(self, frame:np.ndarray, weights:np.ndarray|None=None):
+        self.image.value = encode_jpeg(frame, 90)
+        if weights is not None: self.bars.value = weight_bars(weights)
+
+    def _status(self, what:str):
+        e = self.engine
+        kind = "blendshape-driven" if e.prior is not None else "speech-driven"
+        self.status.value = f"<span style='color:#555'>{e.avatar.name}: {kind}, {e.size} px on {e.device.type} · {what}</span>"
 
     def _guard(self, fn):
         "A callback's error shown in the status line (a widget's callback has nowhere else to raise)."
         try: fn()
         except Exception as e: self.status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
 
-# %% ../nbs/50_widgets.ipynb #98f42d57
-from fastcore.basics import patch
+    def _repr_mimebundle_(self, **kwargs):
+        "The widget, and a JPEG of its frame for frontends without widgets (a batch run's output, the docs)."
+        data = super()._repr_mimebundle_(**kwargs) or {}
+        if self.image.value: data["image/jpeg"] = base64.b64encode(self.image.value).decode()
+        return data
 
-@patch
-def load(self:AvatarPreview):
-    "Load the picked avatar (its `Engine` and speech prior) and show its still frame."
-    from being_nb.inference import Engine
-    from being_nb.prior import find_prior, prior_encoder
-    self.stop()
-    self.engine = Engine(self.picker.value, self.root, self.device, size=self.size, gaussians=self.gaussians)
-    self.prior = self.engine.prior or find_prior(device=self.engine.device)
-    self.prior_encoder = self.engine.encoder if self.engine.encoder.name == self.prior.config.features else \
-                         prior_encoder(self.prior, device=self.engine.device)
-    names = set(self.engine.model.config.expression_inputs) | (set(SPEECH_BLENDSHAPES) if self.engine.prior is not None else set())
-    self.controls.set_inputs(names)
-    self.refresh()
 
-# %% ../nbs/50_widgets.ipynb #97bcf039
-@patch
-def _show(self:AvatarPreview, frame:np.ndarray, weights:np.ndarray|None=None):
-    self.image.value = encode_jpeg(frame, 90)
-    if weights is not None or self.weights is None: self.bars.value = weight_bars(weights)
+# %% ../nbs/50_widgets.ipynb #599704df
+def png_bytes(fig) -> bytes:
+    "A matplotlib figure as PNG bytes (80 dpi, tight), for an `ipywidgets.Image`."
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    return buf.getvalue()
 
-@patch
-def refresh(self:AvatarPreview):
-    """Re-render the still frame with the sliders' controls (not while speaking: the next batch takes them). Renders
-    on a thread; slider moves that come meanwhile are coalesced into one more render."""
-    if self._thread is not None and self._thread.is_alive() and not self._still: self._dirty = True; return
-    with self._lock:
-        if self._thread is not None and self._thread.is_alive(): self._dirty = True; return
-        self._still, self._dirty = True, False
-        self._thread = threading.Thread(target=self._still_loop, daemon=True, name="being-preview")
-        self._thread.start()
-
-@patch
-def _still_loop(self:AvatarPreview):
-    import torch
-    while True:
-        t0 = time.perf_counter()
-        e = self.engine
-        frame = e.render([0], torch.from_numpy(e.silent_inputs(1)).to(e.device), controls=self.controls.value)[0].cpu().numpy()
-        self._show(frame)
-        self.stills += 1
-        self._status(f"still frame in {1000*(time.perf_counter() - t0):.0f} ms")
-        with self._lock:
-            if not self._dirty: self._thread = None; return
-            self._dirty = False
-
-@patch
-def _status(self:AvatarPreview, what:str):
-    e = self.engine
-    kind = "blendshape-driven" if e.prior is not None else "speech-driven"
-    self.status.value = f"<span style='color:#555'>{e.avatar.name}: {kind}, {e.size} px on {e.device.type} · {what}</span>"
-
-# %% ../nbs/50_widgets.ipynb #5bee0839
-@patch
-def _audio_in(self:AvatarPreview, text:str|None, audio) -> np.ndarray:
-    "16 kHz mono speech: `audio` as given (array or path), else the chosen file, else `text` spoken."
-    from being_nb.media import read_audio
-    if audio is not None: return read_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, np.float32)
-    if text is None and self.upload.value:
-        f = self.upload.value[0]
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d)/Path(f["name"]).name
-            path.write_bytes(bytes(f["content"]))
-            return read_audio(path)
-    text = self.text.value if text is None else text
-    if not text.strip(): raise BeingError("nothing to say", fix="type a text, or choose an audio file")
-    from being_nb.tts import synthesize
-    return synthesize(text).audio
-
-@patch
-def speak(self:AvatarPreview, text:str|None=None,   # what to say (default: the text box, unless a file is chosen)
-          audio=None,                                 # or speech: 16 kHz mono float32, or an audio or video file
-          wait:bool=False):                           # return when it has played
-    "Play speech through the avatar: frames at 25 fps with the audio, bars in step."
-    from being_nb.prior import speech_weights
-    self.stop()
-    audio = self._audio_in(text, audio)
-    self.weights = speech_weights(self.prior, self.prior_encoder, audio)
-    self._stop.clear()
-    self._still = False
-    self.speak_button.disabled, self.stop_button.disabled = True, False
-    self._thread = threading.Thread(target=self._speak_loop, args=(audio,), daemon=True, name="being-preview")
-    self._thread.start()
-    if wait: self._thread.join()
-
-# %% ../nbs/50_widgets.ipynb #12ee9668
-@patch
-def _speak_loop(self:AvatarPreview, audio:np.ndarray):
-    e = self.engine
-    try:
-        n = max(1, round(len(audio)*FPS/SAMPLE_RATE))
-        features = e.features(audio)
-        self.frames_shown = self.frames_dropped = 0
-        t0, render_s = None, 0.0
-        for start in range(0, n, e.batch):
-            if self._stop.is_set(): break
-            steps = range(start, min(start + e.batch, n))
-            r0 = time.perf_counter()
-            frames = e.render(steps, e.inputs(features, steps, n), controls=self.controls.value).cpu().numpy()
-            render_s += time.perf_counter() - r0
-            if t0 is None:                                   # the sound starts with frame 0 ready
-                self.audio.value = wav_bytes(audio)
-                t0 = time.monotonic()
-            for k, frame in zip(steps, frames):
-                if self._stop.is_set(): break
-                late = time.monotonic() - (t0 + k/FPS)
-                if late > 1/FPS and k < n - 1: self.frames_dropped += 1; continue     # its time has passed
-                if late < 0: time.sleep(-late)
-                self._show(frame, self.weights[min(k, len(self.weights) - 1)])
-                self.frames_shown += 1
-            fps = self.frames_shown/max(time.monotonic() - t0, 1e-6)
-            self._status(f"{fps:.1f} fps shown, {self.frames_dropped} dropped, render {1000*render_s/(start + len(steps)):.0f} ms a frame")
-    except Exception as e:
-        self.status.value = f"<span style='color:#b00'>speaking failed: {type(e).__name__}: {e}</span>"
-    finally:
-        if self._stop.is_set(): self.audio.value = wav_bytes(np.zeros(160))     # stops the sound
-        self.weights = None
-        self.bars.value = weight_bars(None)
-        self.speak_button.disabled, self.stop_button.disabled = False, True
-
-@patch
-def stop(self:AvatarPreview):
-    "Stop speaking (frames and sound) and wait for the render thread."
-    self._stop.set()
-    t = self._thread
-    if t is not None and t.is_alive() and t is not threading.current_thread(): t.join(timeout=30)
-
-# %% ../nbs/50_widgets.ipynb #3aab68d3
-@patch
-def _repr_mimebundle_(self:AvatarPreview, **kwargs):
-    data = super(AvatarPreview, self)._repr_mimebundle_(**kwargs) or {}
-    if self.image.value: data["image/jpeg"] = base64.b64encode(self.image.value).decode()
-    return data
-
-# %% ../nbs/50_widgets.ipynb #d005ac06
+# %% ../nbs/50_widgets.ipynb #efcf5634
 class TrainingMonitor(W.VBox):
-    "Live training curves and a held-out frame beside the real one: a `train(..., callback=...)`."
+    """Live training curves and a held-out frame beside the real one: a `train(..., callback=...)`. The plots are
+    PNGs drawn with matplotlib's Agg backend (no GUI) into `ipywidgets.Image`s."""
     def __init__(self, every:int=50,           # steps between held-out frames (the curves update as often)
                  frame:int=0):                 # which held-out frame (an index into the held-out frames)
         self.every, self.frame = every, frame
         self.steps, self.loss, self.psnr = [], [], []      # every step's
-        self.held: list = []                               # (step, held-out frame PSNR)
+        self.held: list = []                               # (step, the held-out frame's PSNR)
         self.curves, self.frames = W.Image(format="png"), W.Image(format="png")
         self.label = W.HTML()
         self.handle = None
@@ -315,41 +316,31 @@ class TrainingMonitor(W.VBox):
         if figures["step"] % self.every == 0 or last: self.update(trainer, figures)
         if last and self.handle is not None: self.handle.update(self)
 
-# %% ../nbs/50_widgets.ipynb #c79fc449
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    def update(self, trainer, figures:dict):
+        "Redraw the curves, and render the held-out frame."
+        from matplotlib.figure import Figure
+        from being_nb.train import psnr, render_frames
+        data = trainer.data
+        k = int(data.test_idx[self.frame % len(data.test_idx)])
+        rendered, real = render_frames(trainer.model, data, [k])[0], data.frame(k)[0]
+        self.held.append((figures["step"], float(psnr(rendered, real))))
+        fig = Figure(figsize=(7, 2.6))
+        a, b = fig.subplots(1, 2)
+        a.plot(self.steps, self.loss, lw=0.8); a.set_yscale("log"); a.set_title("loss"); a.set_xlabel("step")
+        b.plot(self.steps, self.psnr, lw=0.8, label="training frame"); b.set_title("PSNR (dB)"); b.set_xlabel("step")
+        b.plot(*zip(*self.held), "o-", ms=3, label="held-out frame"); b.legend(fontsize=7)
+        self.curves.value = png_bytes(fig)
+        fig = Figure(figsize=(4, 2.2))
+        for ax, img, title in zip(fig.subplots(1, 2), (rendered, real), (f"rendered, step {figures['step']}", "real")):
+            ax.imshow(img.clamp(0, 1).cpu().numpy()); ax.set_title(title, fontsize=8); ax.axis("off")
+        self.frames.value = png_bytes(fig)
+        self.label.value = (f"<b>{trainer.avatar.name}</b>: step {figures['step']} of {trainer.cfg.iterations} "
+                            f"({figures['stage']}), loss {figures['loss']:.4f}, PSNR {figures['psnr']:.1f} dB; "
+                            f"held-out frame {k}: {self.held[-1][1]:.1f} dB")
 
-@patch
-def update(self:TrainingMonitor, trainer, figures:dict):
-    "Redraw the curves, and render the held-out frame."
-    import matplotlib
-    from matplotlib.figure import Figure
-    from being_nb.train import psnr, render_frames
-    data = trainer.data
-    k = int(data.test_idx[self.frame % len(data.test_idx)])
-    rendered = render_frames(trainer.model, data, [k])[0]
-    real = data.frame(k)[0]
-    self.held.append((figures["step"], float(psnr(rendered, real))))
-    fig = Figure(figsize=(7, 2.6))
-    a, b = fig.subplots(1, 2)
-    a.plot(self.steps, self.loss, lw=0.8); a.set_yscale("log"); a.set_title("loss"); a.set_xlabel("step")
-    b.plot(self.steps, self.psnr, lw=0.8, label="training frame"); b.set_title("PSNR (dB)"); b.set_xlabel("step")
-    b.plot(*zip(*self.held), "o-", ms=3, label="held-out frame"); b.legend(fontsize=7)
-    self.curves.value = _png(fig)
-    fig = Figure(figsize=(4, 2.2))
-    for ax, img, title in zip(fig.subplots(1, 2), (rendered, real), (f"rendered, step {figures['step']}", "real")):
-        ax.imshow(img.clamp(0, 1).cpu().numpy()); ax.set_title(title, fontsize=8); ax.axis("off")
-    self.frames.value = _png(fig)
-    self.label.value = (f"<b>{trainer.avatar.name}</b>: step {figures['step']} of {trainer.cfg.iterations} "
-                        f"({figures['stage']}), loss {figures['loss']:.4f}, PSNR {figures['psnr']:.1f} dB; "
-                        f"held-out frame {k}: {self.held[-1][1]:.1f} dB")
+    def _repr_mimebundle_(self, **kwargs):
+        "The widget, and a PNG of its curves for frontends without widgets."
+        data = super()._repr_mimebundle_(**kwargs) or {}
+        if self.curves.value: data["image/png"] = base64.b64encode(self.curves.value).decode()
+        return data
 
-@patch
-def _repr_mimebundle_(self:TrainingMonitor, **kwargs):
-    data = super(TrainingMonitor, self)._repr_mimebundle_(**kwargs) or {}
-    if self.curves.value: data["image/png"] = base64.b64encode(self.curves.value).decode()
-    return data
