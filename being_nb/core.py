@@ -394,24 +394,29 @@ def sigterm_as_interrupt(grace:float=TERM_GRACE_S,
     the process exits with status 128 + the signal's number at once, without further clean-up. With `repeat_forces`
     False a second signal is ignored: Linux sends a parent-death signal (`prctl(PR_SET_PDEATHSIG)`) again at each
     re-parenting, so a killed parent with many threads sends it several times within milliseconds, and the second had
-    ended a job's process before its checkpoint was saved (seen in two of four tries)."""
+    ended a job's process before its checkpoint was saved (seen in two of four tries). The first signal counts for the
+    whole process: after it, a second of any handled kind forces the exit or is ignored as its own handler says. A
+    handler this function installed before stays (returns None): an outer caller's choice stands over an inner one's."""
     import signal
     if threading.current_thread() is not threading.main_thread(): return None
     signum = signal.SIGTERM if signum is None else signum
+    if getattr(signal.getsignal(signum), "being", False): return None
     name = signal.Signals(signum).name
     def force_exit():
         for tmp in list(_WRITING): tmp.unlink(missing_ok=True)
         print(f"being: clean-up after {name} did not finish; exiting now", file=sys.stderr, flush=True)
         os._exit(128 + signum)
     def handler(sig, frame):
-        if handler.terminating:
+        if _TERMINATING.is_set():
             if repeat_forces: force_exit()
             return
-        handler.terminating = True
+        _TERMINATING.set()
         _daemon_timer(grace, force_exit)
         raise KeyboardInterrupt
-    handler.terminating = False
+    handler.being = True
     return signal.signal(signum, handler)
+
+_TERMINATING = threading.Event()    # a handled SIGTERM (or parent-death signal) came: this process is ending
 
 def _daemon_timer(seconds:float, fn):
     "Call `fn` in `seconds` s on a daemon thread (it never keeps the process alive)."

@@ -140,7 +140,8 @@ class AvatarPreview(W.VBox):
         self.engine = self.prior = self.prior_encoder = None
         self.frames_shown = self.frames_dropped = self.stills = 0    # the last utterance's frames; still frames so far
         self.weights: np.ndarray|None = None         # [T, 52] ARKit weights of the utterance playing
-        self._stop, self._lock = threading.Event(), threading.Lock()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()               # the utterance playing stops (a new one gets a new event)
         self._thread, self._dirty = None, False      # the render thread; a slider moved while it ran
         self.speak_button.on_click(lambda _: self._guard(self.speak))
         self.stop_button.on_click(lambda _: self.stop())
@@ -159,9 +160,16 @@ class AvatarPreview(W.VBox):
         from being_nb.inference import Engine
         from being_nb.prior import find_prior, prior_encoder
         self.stop()
-        e = self.engine = Engine(self.picker.value, self.root, self.device, size=self.size, gaussians=self.gaussians)
-        self.prior = e.prior or find_prior(device=e.device)
-        self.prior_encoder = e.encoder if e.encoder.name == self.prior.config.features else prior_encoder(self.prior, device=e.device)
+        try:                                         # all of it, or nothing: the picker goes back on a failure
+            e = Engine(self.picker.value, self.root, self.device, size=self.size, gaussians=self.gaussians)
+            prior = e.prior or find_prior(device=e.device)
+            encoder = e.encoder if e.encoder.name == prior.config.features else prior_encoder(prior, device=e.device)
+        except Exception:
+            if self.engine is not None and self.picker.value != self.engine.avatar.name:
+                self.picker.unobserve_all("value"); self.picker.value = self.engine.avatar.name
+                self.picker.observe(lambda change: self._guard(self.load), "value")
+            raise
+        with self._lock: self.engine, self.prior, self.prior_encoder = e, prior, encoder
         self.controls.set_inputs(set(e.model.config.expression_inputs) | (set(SPEECH_BLENDSHAPES) if e.prior is not None else set()))
         self.refresh()
 
@@ -177,19 +185,25 @@ class AvatarPreview(W.VBox):
         "Play speech through the avatar: frames at 25 fps with the sound, bars in step."
         from being_nb.prior import speech_weights
         self.stop()
-        audio = self._audio_in(text, audio)
-        weights = speech_weights(self.prior, self.prior_encoder, audio)
-        with self._lock:
-            self._stop.clear()
-            self.weights = weights
-            self.speak_button.disabled, self.stop_button.disabled = True, False
-            thread = self._start(self._speak_loop, audio)
+        self.speak_button.disabled = True                 # no second press while the speech is synthesised
+        try:
+            audio = self._audio_in(text, audio)
+            weights = speech_weights(self.prior, self.prior_encoder, audio)
+            with self._lock:
+                if self._thread is not None: raise BeingError("the last render has not stopped yet", fix="press Speak again in a moment")
+                self._stop = stop = threading.Event()
+                self.weights = weights
+                self.stop_button.disabled = False
+                thread = self._start(self._speak_loop, audio, weights, stop)
+        except BaseException:
+            self.speak_button.disabled = False
+            raise
         if wait: thread.join()
 
     def stop(self):
         "Stop speaking (frames and sound), and wait for the render thread."
         self._stop.set()
-        t = self._thread
+        with self._lock: t = self._thread
         if t is not None and t is not threading.current_thread(): t.join(timeout=30)
 
     def _start(self, target, *args) -> threading.Thread:        # (under the lock)
@@ -202,8 +216,9 @@ class AvatarPreview(W.VBox):
         try: target(*args)
         except Exception as e: self.status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
         with self._lock:
+            if self._thread is not threading.current_thread(): return
             self._thread = None
-            if self._dirty and not self._stop.is_set(): self._dirty = False; self._start(self._still_loop)
+            if self._dirty: self._dirty = False; self._start(self._still_loop)
 
     def _still_loop(self):
         import torch
@@ -213,34 +228,34 @@ class AvatarPreview(W.VBox):
         self.stills += 1
         self._status(f"still frame in {1000*(time.perf_counter() - t0):.0f} ms")
 
-    def _speak_loop(self, audio:np.ndarray):
-        e = self.engine
-        n = max(1, round(len(audio)*FPS/SAMPLE_RATE))
-        features = e.features(audio)
+    def _speak_loop(self, audio:np.ndarray, weights:np.ndarray, stop:threading.Event):
+        e, t0, render_s = self.engine, None, 0.0
         self.frames_shown = self.frames_dropped = 0
-        t0, render_s = None, 0.0
         try:
+            n = max(1, round(len(audio)*FPS/SAMPLE_RATE))
+            features = e.features(audio)
             for start in range(0, n, e.batch):
-                if self._stop.is_set(): break
+                if stop.is_set(): break
                 steps = range(start, min(start + e.batch, n))
                 r0 = time.perf_counter()
                 frames = e.render(steps, e.inputs(features, steps, n), controls=self.controls.value).cpu().numpy()
                 render_s += time.perf_counter() - r0
                 if t0 is None:                                   # the sound starts with frame 0 ready
+                    self.audio.value = b""                       # (the same wav again would not be sent)
                     self.audio.value = wav_bytes(audio)
                     t0 = time.monotonic()
                 for k, frame in zip(steps, frames):
-                    if self._stop.is_set(): break
+                    if stop.is_set(): break
                     late = time.monotonic() - (t0 + k/FPS)
                     if late > 1/FPS and k < n - 1: self.frames_dropped += 1; continue     # its time has passed
                     if late < 0: time.sleep(-late)
-                    self._show(frame, self.weights[min(k, len(self.weights) - 1)])
+                    self._show(frame, weights[min(k, len(weights) - 1)])
                     self.frames_shown += 1
                 shown_s = max(time.monotonic() - t0, (self.frames_shown + self.frames_dropped)/FPS)
                 self._status(f"{self.frames_shown/shown_s:.1f} fps shown, {self.frames_dropped} dropped, "
                              f"render {1000*render_s/steps.stop:.0f} ms a frame")
         finally:
-            if self._stop.is_set(): self.audio.value = wav_bytes(np.zeros(160))     # stops the sound
+            if stop.is_set(): self.audio.value = wav_bytes(np.zeros(160))     # stops the sound
             self.weights = None
             self.bars.value = weight_bars(None)
             self.speak_button.disabled, self.stop_button.disabled = False, True

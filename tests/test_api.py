@@ -67,8 +67,12 @@ def raw_post(port, path, headers:dict, body=b"", chunks=()) -> bytes:
         for c in chunks: s.sendall(f"{len(c):x}\r\n".encode() + c + b"\r\n")
     except OSError: pass                               # the server stopped reading: that is the point
     answer = b""
+    def complete():                                    # the head, and as much body as it declares
+        head, sep, body = answer.partition(b"\r\n\r\n")
+        m = re.search(rb"content-length: *(\d+)", head, re.I)
+        return sep and len(body) >= (int(m.group(1)) if m else 0)
     try:
-        while b"\r\n\r\n" not in answer and (got := s.recv(65536)): answer += got
+        while not complete() and (got := s.recv(65536)): answer += got
     except OSError: pass
     s.close()
     return answer
@@ -198,6 +202,20 @@ def test_slow_clients_are_cut_and_concurrent_uploads_share_the_disk(tmp_path):
         assert got.startswith(b"HTTP/1.1 408") and b"the upload paused for more than 2 s" in got, got[:400]
         b = raw_post(s.port, "/api/avatars", head())           # the room A held is free again: B is taken (then pauses)
         assert b.startswith(b"HTTP/1.1 408"), b[:400]
+        c = socket.create_connection(("127.0.0.1", s.port))     # C never pauses 2 s, but drips a byte at a time
+        c.sendall(f"POST /api/avatars HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+                  + "".join(f"{k}: {v}\r\n" for k, v in head().items()).encode() + b"\r\n"
+                  + b'--x\r\nContent-Disposition: form-data; name="video"; filename="c.mp4"\r\n\r\n')
+        t0, got = time.time(), b""
+        c.settimeout(0.5)
+        while time.time() - t0 < 10 and not got:
+            try: c.sendall(b"\0"); got = c.recv(65536)
+            except socket.timeout: pass
+            except OSError: break
+        waited = time.time() - t0
+        rest, _ = answer_of(c, timeout=5)
+        got += rest
+        assert got.startswith(b"HTTP/1.1 408") and b"KB/s" in got and waited < 6, (got[:300], waited)
         assert not any((root/".uploads").iterdir())
         assert s.api.get("/healthz").status_code == 200                          # the server is fine
     finally: s.stop()

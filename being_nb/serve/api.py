@@ -27,9 +27,9 @@ from .jobs import FINISHED, MARKER, Job, JobQueue
 from .protocol import MAX_BACKLOG
 
 # %% auto #0
-__all__ = ['UPLOADS', 'VIDEOS', 'MAX_TEXT', 'MAX_FIELD', 'MAX_FIELDS', 'SIZES', 'DRIVES', 'TRANSPORT', 'UploadError', 'Upload',
-           'receive_form', 'check_media', 'job_json', 'avatar_state', 'avatar_names', 'AsgiSocket', 'bounded_protocol',
-           'head_deadline_protocol', 'api_app']
+__all__ = ['UPLOADS', 'VIDEOS', 'MAX_TEXT', 'MAX_FIELD', 'MAX_FIELDS', 'MIN_UPLOAD_RATE', 'SIZES', 'DRIVES', 'TRANSPORT',
+           'UploadError', 'Upload', 'receive_form', 'check_media', 'job_json', 'avatar_state', 'avatar_names',
+           'AsgiSocket', 'bounded_protocol', 'head_deadline_protocol', 'api_app']
 
 # %% ../../nbs/41_serve_api.ipynb #3506bba0
 UPLOADS = ".uploads"     # under the avatars root: uploaded files, until their job ends
@@ -37,6 +37,7 @@ VIDEOS = ".videos"       # under the avatars root: the mp4s that generate jobs m
 MAX_TEXT = 2000          # characters one generate job may speak
 MAX_FIELD = 8192         # bytes of one form field that is not a file
 MAX_FIELDS = 16          # text fields in one form
+MIN_UPLOAD_RATE = 16*1024    # bytes/s an upload must average once its first `request_timeout` s are past (408)
 SIZES = (64, 2048)       # the render sizes (px) an avatar job may ask for
 DRIVES = ("audio", "blendshapes")
 TRANSPORT = "being_nb.transport"   # the ASGI scope extension holding a session's transport (`BoundedWebSocketProtocol`)
@@ -68,12 +69,13 @@ def _too_large(max_bytes:int) -> UploadError:
                        "or start the server with a larger --max-upload-mb")
 
 async def receive_form(request, folder:Path, file_fields:tuple, max_bytes:int,
-                       idle:float=30.0) -> Upload:     # s the body may pause before 408
+                       idle:float=30.0,                # s the body may pause, and then average under `MIN_UPLOAD_RATE`
+                       up:Upload|None=None) -> Upload: # filled as the body arrives (a disk reservation reads its size)
     """Stream a `multipart/form-data` body (RFC 7578) through python-multipart's parser: its one file, a part of
     `file_fields`, to a new file in `folder`; text fields into memory (`MAX_FIELD` bytes each). `UploadError` 413 past
     `max_bytes`: at once when Content-Length says so, else as soon as the body gets there (the partial file deleted);
-    408 when the body pauses for more than `idle` s; 400 for a body that is not multipart, a second file, or a file in
-    another field."""
+    408 when the body pauses for more than `idle` s or, after its first `idle` s, averages under `MIN_UPLOAD_RATE`;
+    400 for a body that is not multipart, a second file, or a file in another field."""
     from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or not options.get(b"boundary"):
@@ -81,7 +83,7 @@ async def receive_form(request, folder:Path, file_fields:tuple, max_bytes:int,
                           "(curl -F name=value -F video=@clip.mp4)")
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes: raise _too_large(max_bytes)
-    up, part, problems = Upload(), {}, []
+    up, part, problems = up or Upload(), {}, []
     def begin(): part.update(headers={}, key=b"", value=b"", name=None, data=bytearray(), out=None)
     def header_field(d, s, e): part["key"] += bytes(d[s:e])
     def header_value(d, s, e): part["value"] += bytes(d[s:e])
@@ -112,7 +114,7 @@ async def receive_form(request, folder:Path, file_fields:tuple, max_bytes:int,
                              on_header_value=header_value, on_header_end=header_end, on_headers_finished=headers_done,
                              on_part_data=data, on_part_end=end))
     folder.mkdir(parents=True, exist_ok=True)
-    received = 0
+    received, started = 0, asyncio.get_running_loop().time()
     try:
         chunks = request.stream().__aiter__()
         while True:
@@ -121,6 +123,10 @@ async def receive_form(request, folder:Path, file_fields:tuple, max_bytes:int,
             except TimeoutError:
                 raise UploadError(HTTPStatus.REQUEST_TIMEOUT, f"the upload paused for more than {idle:g} s: send it again") from None
             received += len(chunk)
+            elapsed = asyncio.get_running_loop().time() - started
+            if elapsed > idle and received < MIN_UPLOAD_RATE*elapsed:
+                raise UploadError(HTTPStatus.REQUEST_TIMEOUT, f"the upload came at {received/elapsed/1024:.1f} KB/s, under "
+                                  f"the {MIN_UPLOAD_RATE//1024} KB/s this server waits for: send it again from a faster link")
             if received > max_bytes: raise _too_large(max_bytes)
             parser.write(chunk)
             if problems: raise UploadError(HTTPStatus.BAD_REQUEST, problems[0])
@@ -269,9 +275,11 @@ def head_deadline_protocol(timeout:float):
             self.head_timer = self.loop.call_later(timeout, self._late)
 
         def _late(self):
+            import h11
             self.head_timer = None
             if self.transport.is_closing(): return
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            if self.conn.their_state is h11.IDLE:       # waiting for a head (not a body still coming after a response)
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
             self.transport.close()
 
         def handle_events(self):
@@ -322,23 +330,28 @@ def api_app(server, connection):
         try: return check_avatar_name(name)
         except BeingError as e: raise UploadError(HTTPStatus.BAD_REQUEST, e.problem) from None
 
-    held = [0]                   # bytes of the uploads under way, not on disk yet
+    max_bytes = int(c.max_upload_mb*2**20)
+    under_way: list = []         # (bytes reserved, its `Upload`) of the uploads arriving now
 
     @contextmanager
     def room_for(request, extra_gb:float=0.0):
-        """507 unless the avatars' disk has room for this upload (its Content-Length, or `max_upload_mb` when it is
-        chunked) besides those under way, and `min_free_gb` (+ `extra_gb`) more; the room is held while it arrives."""
+        """413 past `max_upload_mb` by Content-Length; else 507 unless the avatars' disk has room for this upload (its
+        Content-Length, or `max_upload_mb` when chunked) besides what the uploads under way have still to write, and
+        `min_free_gb` (+ `extra_gb`) more. Yields the `Upload` to fill; its room is held while it arrives."""
         length = request.headers.get("content-length", "")
-        need = int(length) if length.isdigit() else int(c.max_upload_mb*2**20)
+        if length.isdigit() and int(length) > max_bytes: raise _too_large(max_bytes)
+        need = int(length) if length.isdigit() else max_bytes
+        held = sum(max(n - u.size, 0) for n, u in under_way)         # written bytes count in `free` already
         free = shutil.disk_usage(root if root.exists() else root.parent).free
-        if free - held[0] < need + (c.min_free_gb + extra_gb)*2**30:
-            under_way = f" ({held[0]/2**30:.1f} GB of it held for uploads under way)" if held[0] else ""
-            raise UploadError(HTTPStatus.INSUFFICIENT_STORAGE, f"the server's disk has {free/2**30:.1f} GB free{under_way}; "
+        if free - held < need + (c.min_free_gb + extra_gb)*2**30:
+            held_text = f" ({held/2**30:.1f} GB of it held for uploads under way)" if held else ""
+            raise UploadError(HTTPStatus.INSUFFICIENT_STORAGE, f"the server's disk has {free/2**30:.1f} GB free{held_text}; "
                               f"it keeps {c.min_free_gb + extra_gb:g} GB free besides uploads: free some space, remove "
                               "avatars, or send it again later")
-        held[0] += need
-        try: yield
-        finally: held[0] -= need
+        entry = (need, Upload())
+        under_way.append(entry)
+        try: yield entry[1]
+        finally: under_way.remove(entry)
 
     def integer(fields:dict, key:str, low:int, high:int) -> int|None:
         if fields.get(key, "") == "": return None
@@ -365,8 +378,8 @@ def api_app(server, connection):
         ("audio", or "blendshapes": driven by the speech prior)."""
         early = request.query_params.get("name")
         if early is not None: _new_name(root, server.queue, name_of(early))
-        with room_for(request, extra_gb=1.0):
-            up = await receive_form(request, root/UPLOADS, ("video",), int(c.max_upload_mb*2**20), c.request_timeout)
+        with room_for(request, extra_gb=1.0) as up:
+            await receive_form(request, root/UPLOADS, ("video",), max_bytes, c.request_timeout, up)
         try:
             name = name_of(up.fields.get("name") or early or "")
             _new_name(root, server.queue, name)
@@ -425,8 +438,8 @@ def api_app(server, connection):
         if state is None: raise HTTPException(404, f"no avatar {name!r}")
         if state["state"] not in ("ready", "queued", "running"):
             raise HTTPException(409, f"avatar {name!r} is {state['state']}: make it again (POST /api/avatars) first")
-        with room_for(request):
-            up = await receive_form(request, root/UPLOADS, ("audio",), int(c.max_upload_mb*2**20), c.request_timeout)
+        with room_for(request) as up:
+            await receive_form(request, root/UPLOADS, ("audio",), max_bytes, c.request_timeout, up)
         try:
             text = up.fields.get("text")
             if (text is None or not text.strip()) == (up.file is None):

@@ -359,6 +359,7 @@ def job_process(root, job_id:str, parent:str):
     try:
         sigterm_as_interrupt(signum=signal.SIGHUP, repeat_forces=False)   # first: the parent may already be going
         _die_with_parent(int(parent))
-        sigterm_as_interrupt()
+        sigterm_as_interrupt(repeat_forces=False)     # systemd and the worker may both send one: the save goes on
+                                                      # (the grace period still ends a hung one)
         run_job(root, job_id)
     except KeyboardInterrupt: sys.exit(130)

@@ -26,6 +26,7 @@ from ..motion import GAZE_BLENDSHAPES
 from .http import FRONTENDS, LOOPBACK, Gate, Routes, http_response, trained_avatars
 from .protocol import MAX_MESSAGE, PROTOCOL_VERSION, WEIGHT_OUTPUTS, ProtocolError, check_hello, close_reason, error_text
 from .session import Session, SessionLimits
+from .speech import SpeechProcess
 from .worker import MAX_BATCH, SHED_AFTER, TICK, AvatarWorker, TickReport
 
 # %% auto #0
@@ -305,6 +306,9 @@ class AvatarServer:
                 worker = AvatarWorker(engine, c.jpeg, c.jpeg_quality, c.tick, c.shed_after,
                                       on_tick=lambda report: self.metrics.on_tick(slot.label, report),
                                       speech_process=cuda if c.speech_process is None else c.speech_process)
+                if isinstance(worker.fronts, SpeechProcess):         # it loads its encoder while the avatar loads
+                    try: await loop.run_in_executor(None, worker.fronts.wait_ready)
+                    except BeingError as e: worker.fall_back(e)
                 slot.avatars[name] = LoadedAvatar(engine, worker)
         return slot.avatars[name]
 

@@ -7,6 +7,7 @@ Docs: https://being-nb.github.io/being_nb/serve_speech.html.md"""
 # %% ../../nbs/33_serve_speech.ipynb #64e6d8a9
 from __future__ import annotations
 import multiprocessing
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,7 +116,9 @@ class LocalFronts:
 # %% ../../nbs/33_serve_speech.ipynb #69424229
 def _serve_fronts(conn, spec:FrontSpec):
     "The child process: build fronts as `spec` says, then answer rounds until the pipe closes."
-    import torch
+    import signal, torch
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C at the server's terminal is the server's: it shuts
+                                                     # down and closes the pipe, which ends this process
     torch.set_num_threads(1)                         # one core's work; the parent's threads keep theirs
     try: make = spec.maker()
     except Exception as e:
@@ -129,69 +132,83 @@ def _serve_fronts(conn, spec:FrontSpec):
         answers = run_fronts(fronts, make, ops)
         conn.send([FrontFailure(f"{type(a).__name__}: {a}") if isinstance(a, BaseException) else a for a in answers])
 
+
 # %% ../../nbs/33_serve_speech.ipynb #541f8bf6
 class SpeechProcess:
     """The sessions' speech fronts in a child process. `open`, `reset` and `close` are queued and go with the next
-    `run`, which sends a round of requests and waits for their answers. A failed or silent child raises `BeingError`;
-    the next `run` starts a new one (its sessions' fronts are gone: the worker ends them)."""
+    `run`, which sends a round of requests and waits for their answers. A child that fails, dies or does not answer
+    within `timeout` raises `BeingError` and is ended; the process is not restarted (the worker goes on with
+    `LocalFronts`: see `AvatarWorker`)."""
     def __init__(self, spec:FrontSpec,
-                 timeout:float=10.0,           # s a round may take before the child counts as hung
-                 start_timeout:float=300.0):   # s the child may take to load its encoder (a model encoder's first load)
-        self.spec, self.timeout, self.start_timeout = spec, timeout, start_timeout
-        self.proc = self.conn = None
+                 timeout:float=2.0):           # s a round may take before the child counts as hung (a round is ms)
+        self.spec, self.timeout = spec, timeout
         self.queued: list = []
-        self.start()
-
-    def start(self):
-        "Spawn the child (it loads the encoder while the caller goes on)."
+        self.ready, self.failed = False, None
+        self.lock = threading.Lock()            # one round at a time; `shutdown` waits for it
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve_fronts, args=(child, self.spec), name="being-speech", daemon=True)
+        self.proc = ctx.Process(target=_serve_fronts, args=(child, spec), name="being-speech", daemon=True)
         self.proc.start()
         child.close()
-        self.ready, self.queued = False, []
 
-    def _answer(self, timeout:float, send=None):
-        "The child's next message (after sending `send`, if given), or `BeingError` if it ended or hung."
-        fix = "see the server's log above; new sessions start a new speech process"
-        try:
-            if send is not None: self.conn.send(send)
-            if self.conn.poll(timeout): return self.conn.recv()
-            what = f"did not answer in {timeout:g} s" if self.proc.is_alive() else f"ended (exit code {self.proc.exitcode})"
-        except (EOFError, OSError):
-            self.proc.join(timeout=2)
-            what = f"ended (exit code {self.proc.exitcode})"
-        self._stop()
-        raise BeingError(f"the speech process {what}", fix=fix)
-
-    def open(self, stream:int):
-        if self.proc is None: self.start()
-        self.queued.append(OpenFront(stream))
-    def reset(self, stream:int): self.queued.append(ResetFront(stream))
-    def close(self, stream:int): self.queued.append(CloseFront(stream))
-
-    def run(self, ops:list) -> list:
-        "Answers of a round of `PushAudio` / `FlushFront` (see `run_fronts`), after the queued opens, resets and closes."
-        if self.proc is None: self.start()
-        if not self.ready:
-            first = self._answer(self.start_timeout)
+    def wait_ready(self, timeout:float=300.0):
+        "Wait for the child to load its encoder (call it off the render thread); `BeingError` if it could not."
+        with self.lock:
+            if self.ready: return
+            first = self._answer(timeout)
             if isinstance(first, FrontFailure):
-                self._stop()
+                self._end(f"it could not load the speech encoder: {first.message}")
                 raise BeingError(f"the speech process could not load the speech encoder: {first.message}",
                                  fix="check --audio-encoder, or pass --speech-process off")
             self.ready = True
-        sent, self.queued = self.queued + ops, []
-        return [RuntimeError(a.message) if isinstance(a, FrontFailure) else a for a in self._answer(self.timeout, sent)]
 
-    def _stop(self):
-        if self.proc is None: return
-        try: self.conn.send(None)
-        except (OSError, ValueError): pass
+    def open(self, stream:int): self.queued.append(OpenFront(stream))
+    def reset(self, stream:int): self.queued.append(ResetFront(stream))
+    def close(self, stream:int):
+        if OpenFront(stream) in self.queued:         # opened and closed between rounds: the child never hears of it
+            self.queued = [op for op in self.queued if op.stream != stream]
+        else: self.queued.append(CloseFront(stream))
+
+    def run(self, ops:list) -> list:
+        "Answers of a round of `PushAudio` / `FlushFront` (see `run_fronts`), after the queued opens, resets and closes."
+        if not self.ready: self.wait_ready()
+        with self.lock:
+            if self.failed: raise BeingError(f"the speech process {self.failed}", fix="see the server's log above")
+            sent, self.queued = self.queued + ops, []
+            return [RuntimeError(a.message) if isinstance(a, FrontFailure) else a for a in self._answer(self.timeout, sent)]
+
+    def _answer(self, timeout:float, send=None):
+        """The child's next message (after sending `send`, if given), or `BeingError` if it ended or hung. A watchdog
+        kills a child that does not answer in time, so that a send blocked on a full pipe fails too."""
+        if self.failed: raise BeingError(f"the speech process {self.failed}", fix="see the server's log above")
+        fired = []
+        def kill(): fired.append(True); self.proc.kill()
+        watchdog = threading.Timer(timeout, kill)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            if send is not None: self.conn.send(send)
+            if self.conn.poll(timeout): return self.conn.recv()
+            fired.append(True)
+        except (EOFError, OSError): pass
+        finally: watchdog.cancel()
         self.proc.join(timeout=2)
-        if self.proc.is_alive(): self.proc.kill(); self.proc.join(timeout=2)
+        what = f"did not answer in {timeout:g} s" if fired else f"ended (exit code {self.proc.exitcode})"
+        self._end(what)
+        raise BeingError(f"the speech process {what}", fix="see the server's log above")
+
+    def _end(self, why:str):
+        self.failed = why
+        if self.proc.is_alive(): self.proc.kill()
+        self.proc.join(timeout=2)
         self.conn.close()
-        self.proc = self.conn = None
 
     def shutdown(self):
         "End the child (it also ends by itself when this process does: its pipe closes)."
-        self._stop()
+        with self.lock:
+            if self.failed: return
+            try: self.conn.send(None)
+            except (OSError, ValueError): pass
+            self.proc.join(timeout=2)
+            self._end("was shut down")
+

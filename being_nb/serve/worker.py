@@ -241,6 +241,13 @@ class AvatarWorker:
         "Queue a command for the next tick (from any thread)."
         self.commands.append(command)
 
+    def fall_back(self, why):
+        "Go on with the speech fronts on the tick thread (the speech process failed: `why`); says so on stderr."
+        print(f"being serve: {self.engine.avatar.name}: {why}; its sessions' speech now runs on the render thread",
+              file=sys.stderr, flush=True)
+        self.fronts.shutdown()
+        self.fronts = LocalFronts(self.engine.speech_front)
+
     @property
     def sessions(self) -> int: return len(self.streams)
 
@@ -409,8 +416,9 @@ def _commands(w:AvatarWorker):
         if not speech: continue
         ops = [PushAudio(st.key, c.samples) if isinstance(c, Audio) else FlushFront(st.key) for st, c in speech]
         try: answers = w.fronts.run(ops)
-        except Exception as e:                          # the speech process failed: every session it served ends
-            for client in list(w.streams): fail(client, e)
+        except Exception as e:                          # the speech process failed: every session it served ends,
+            for client in list(w.streams): fail(client, e)     # and the worker goes on without it
+            w.fall_back(e)
             return
         for (st, c), f in zip(speech, answers):
             try:
