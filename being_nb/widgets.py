@@ -8,17 +8,20 @@ Docs: https://being-nb.github.io/being_nb/widgets.html.md"""
 from __future__ import annotations
 import base64
 import io
+import math
+import queue
 import tempfile
 import threading
 import time
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
 
 from .controls import EMOTIONS, GAZE_FULL_DEG, POSES, Controls
-from .core import FPS, SAMPLE_RATE, BeingError, avatars_root
+from .core import CPU_GAUSSIANS, FPS, SAMPLE_RATE, BeingError, avatars_root, get_device
 from .face import ARKIT_BLENDSHAPES, SPEECH_BLENDSHAPES
 from .media import encode_jpeg
 
@@ -110,6 +113,14 @@ class ControlPanel(W.VBox):
                         intensity=self.intensity.value, blink_rate=None if self.blinks.value < 0 else self.blinks.value,
                         pose=self.pose.value, yaw=self.yaw.value, pitch=self.pitch.value, roll=self.roll.value, gaze=gaze)
 
+# %% ../nbs/50_widgets.ipynb #4eb91bba
+@dataclass
+class _Clock:
+    "An utterance's timing, shared by `AvatarPreview`'s two threads."
+    t0: float|None = None               # monotonic s when frame 0 was shown and the sound started
+    per_frame: float = 0.0              # s of rendering per frame, recent average
+    skipped: int = 0                    # frames not rendered: they would have been late
+
 # %% ../nbs/50_widgets.ipynb #b6925b6c
 class AvatarPreview(W.VBox):
     """A live preview of a trained avatar in a notebook: text or an audio file in, frames and sound out at 25 fps,
@@ -120,7 +131,8 @@ class AvatarPreview(W.VBox):
                  root=None,                  # the avatars folder (`avatars_root`'s default)
                  device=None,                # where to render (default: CUDA if there is one)
                  size:int|None=None,         # output side in px (default: the avatar's training size)
-                 gaussians:int|None=None):   # a Gaussian budget (`Engine`), for a CPU at a large size
+                 gaussians:int|None=None):   # Gaussians drawn (`Engine`; default: all on CUDA, `CPU_GAUSSIANS` on a
+                                             # CPU, as `being serve`; 0: all)
         from being_nb.serve.http import trained_avatars
         self.root, self.device, self.size, self.gaussians = avatars_root(root), device, size, gaussians
         names = [a["name"] for a in trained_avatars(self.root) if "broken" not in a]
@@ -160,8 +172,10 @@ class AvatarPreview(W.VBox):
         from being_nb.inference import Engine
         from being_nb.prior import find_prior, prior_encoder
         self.stop()
+        device = get_device(self.device)
+        budget = self.gaussians if self.gaussians is not None else (None if device.type == "cuda" else CPU_GAUSSIANS)
         try:                                         # all of it, or nothing: the picker goes back on a failure
-            e = Engine(self.picker.value, self.root, self.device, size=self.size, gaussians=self.gaussians)
+            e = Engine(self.picker.value, self.root, device, size=self.size, gaussians=budget or None)
             prior = e.prior or find_prior(device=e.device)
             encoder = e.encoder if e.encoder.name == prior.config.features else prior_encoder(prior, device=e.device)
         except Exception:
@@ -229,36 +243,70 @@ class AvatarPreview(W.VBox):
         self._status(f"still frame in {1000*(time.perf_counter() - t0):.0f} ms")
 
     def _speak_loop(self, audio:np.ndarray, weights:np.ndarray, stop:threading.Event):
-        e, t0, render_s = self.engine, None, 0.0
+        """Show the utterance's frames at their times while `_render_ahead` renders them on a second thread; the
+        sound starts when frame 0 is ready. A frame that comes too late for its time is skipped and counted."""
+        e = self.engine
         self.frames_shown = self.frames_dropped = 0
+        ready = queue.Queue(maxsize=2*e.batch)       # (frame index, RGB frame), or None at the end, or an exception
+        clock = _Clock()
         try:
             n = max(1, round(len(audio)*FPS/SAMPLE_RATE))
             features = e.features(audio)
-            for start in range(0, n, e.batch):
-                if stop.is_set(): break
-                steps = range(start, min(start + e.batch, n))
-                r0 = time.perf_counter()
-                frames = e.render(steps, e.inputs(features, steps, n), controls=self.controls.value).cpu().numpy()
-                render_s += time.perf_counter() - r0
-                if t0 is None:                                   # the sound starts with frame 0 ready
-                    self.audio.value = b""                       # (the same wav again would not be sent)
+            renderer = threading.Thread(target=self._render_ahead, args=(features, n, ready, clock, stop), daemon=True)
+            renderer.start()
+            while not stop.is_set():
+                try: item = ready.get(timeout=0.1)
+                except queue.Empty: continue
+                if item is None: break
+                if isinstance(item, BaseException): raise item
+                k, frame = item
+                if clock.t0 is None:                              # the sound starts with frame 0 ready
+                    self.audio.value = b""                        # (the same wav again would not be sent)
                     self.audio.value = wav_bytes(audio)
-                    t0 = time.monotonic()
-                for k, frame in zip(steps, frames):
-                    if stop.is_set(): break
-                    late = time.monotonic() - (t0 + k/FPS)
-                    if late > 1/FPS and k < n - 1: self.frames_dropped += 1; continue     # its time has passed
-                    if late < 0: time.sleep(-late)
-                    self._show(frame, weights[min(k, len(weights) - 1)])
-                    self.frames_shown += 1
-                shown_s = max(time.monotonic() - t0, (self.frames_shown + self.frames_dropped)/FPS)
-                self._status(f"{self.frames_shown/shown_s:.1f} fps shown, {self.frames_dropped} dropped, "
-                             f"render {1000*render_s/steps.stop:.0f} ms a frame")
+                    clock.t0 = time.monotonic()
+                late = time.monotonic() - (clock.t0 + k/FPS)
+                if late > 1/FPS and k < n - 1: self.frames_dropped += 1; continue     # its time has passed
+                if late < 0: time.sleep(-late)
+                self._show(frame, weights[min(k, len(weights) - 1)])
+                self.frames_shown += 1
+                if k % FPS == 0 or k == n - 1:
+                    shown_s = max(time.monotonic() - clock.t0, (k + 1)/FPS)
+                    self._status(f"{self.frames_shown/shown_s:.1f} fps shown, {self.frames_dropped + clock.skipped} "
+                                 f"dropped, render {1000*clock.per_frame:.0f} ms a frame")
+            renderer.join()
         finally:
-            if stop.is_set(): self.audio.value = wav_bytes(np.zeros(160))     # stops the sound
+            stop_sound = stop.is_set()
+            stop.set()                                             # (the renderer, if this ended on an error)
+            self.frames_dropped += clock.skipped
+            if stop_sound: self.audio.value = wav_bytes(np.zeros(160))     # stops the sound
             self.weights = None
             self.bars.value = weight_bars(None)
             self.speak_button.disabled, self.stop_button.disabled = False, True
+
+    def _render_ahead(self, features:np.ndarray, n:int, ready:queue.Queue, clock:_Clock, stop:threading.Event):
+        """Render frames `0..n-1` into `ready`, in batches while rendering is fast (under half a frame's time each),
+        one at a time otherwise, skipping the frames that would be done after their time (a CPU at a large size then
+        shows every other frame, say, in step with the sound, instead of showing nothing on time)."""
+        e, k = self.engine, 0
+        def give(item):                                    # into the queue, unless the utterance has stopped
+            while not stop.is_set():
+                try: ready.put(item, timeout=0.1); return
+                except queue.Full: continue
+        try:
+            while k < n and not stop.is_set():
+                b = e.batch if clock.per_frame and clock.per_frame < 0.5/FPS else 1
+                if clock.t0 is not None and clock.per_frame:       # the first frame still on time when done
+                    due = math.ceil((time.monotonic() + b*clock.per_frame - clock.t0)*FPS)
+                    if due > k: clock.skipped += min(due, n - 1) - k; k = min(due, n - 1)
+                steps = range(k, min(k + b, n))
+                r0 = time.perf_counter()
+                frames = e.render(steps, e.inputs(features, steps, n), controls=self.controls.value).cpu().numpy()
+                took = (time.perf_counter() - r0)/len(steps)
+                clock.per_frame = took if not clock.per_frame else 0.7*clock.per_frame + 0.3*took
+                for j, frame in zip(steps, frames): give((j, frame))
+                k = steps.stop
+            give(None)
+        except Exception as err: give(err)
 
     def _audio_in(self, text:str|None, audio) -> np.ndarray:
         "16 kHz mono speech: `audio` as given (array or path), else the chosen file, else `text` spoken."
