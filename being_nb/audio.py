@@ -21,7 +21,7 @@ __all__ = ['HOP', 'FEATURES_PER_VIDEO_FRAME', 'N_MELS', 'N_FFT', 'VAD_CHUNK', 'G
            'LEVEL_CHUNKS', 'GAIN_DB', 'VAD_CONTEXT', 'VAD_STATE', 'SUPPORTED_MODEL_TYPES', 'n_feature_frames',
            'as_waveform', 'frame_windows', 'AudioEncoder', 'StreamingFeatures', 'slaney_mel_filters', 'MelEncoder',
            'load_vad', 'voice_probabilities', 'speech_level_db', 'synthetic_music', 'vad_step', 'VoiceChunk',
-           'FeatureWindows', 'push_many', 'SpeechFront', 'TransformersEncoder', 'WhisperAudioEncoder',
+           'FeatureWindows', 'push_many', 'SpeechFront', 'speech_front', 'TransformersEncoder', 'WhisperAudioEncoder',
            'Wav2Vec2AudioEncoder', 'encoder_cache', 'encoder_name', 'load_model_encoder', 'locate_audio_encoder',
            'load_audio_encoder']
 
@@ -414,6 +414,13 @@ class SpeechFront:
         "Conditioned features `[ceil(n/320), D]` of a whole waveform (the stream's, pushed at once)."
         self.reset()
         return np.concatenate([self.push(audio), self.flush()])
+
+# %% ../nbs/12_audio.ipynb #51a35c7e
+def speech_front(encoder:AudioEncoder, silence:np.ndarray, speech_level:float|None, condition:bool=True):
+    """A new stream's feature maker: a `SpeechFront` bringing speech to `speech_level` and gating what is not a voice to
+    `silence`, or with `condition=False` the encoder's plain `StreamingFeatures` (what `Engine.speech_front` and the
+    server's speech process make)."""
+    return SpeechFront(encoder, silence, speech_level) if condition else StreamingFeatures(encoder)
 
 # %% ../nbs/12_audio.ipynb #45f2d1e7
 def _first_line(e:Exception) -> str: return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

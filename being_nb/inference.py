@@ -151,7 +151,7 @@ class Engine:
                         else matching_encoder(self.avatar, cfg.features, audio_encoder, self.device))
         self.batch = batch or (16 if self.device.type == "cuda" else 4)
         self.silence = self.encoder(np.zeros(SAMPLE_RATE, np.float32))[FPS]      # one feature frame of silence
-        self.condition = condition
+        self.condition, self.speech_level = condition, None
         if condition:
             from being_nb.audio import load_vad
             load_vad()        # now, not at the first frame (a SIGTERM that came inside TorchScript's loader was
@@ -189,9 +189,8 @@ class Engine:
     def speech_front(self):
         """A new stream's feature maker: a `SpeechFront` bringing speech to the avatar's own level and gating what is
         not a voice to silence (or, with `condition=False`, the encoder's plain `StreamingFeatures`)."""
-        from being_nb.audio import SpeechFront, StreamingFeatures
-        if not self.condition: return StreamingFeatures(self.encoder)
-        return SpeechFront(self.encoder, self.silence, self.speech_level)
+        from being_nb.audio import speech_front
+        return speech_front(self.encoder, self.silence, self.speech_level, self.condition)
 
     def features(self, audio:np.ndarray) -> np.ndarray:
         "[F, D] speech features of `audio` (16 kHz mono float), 50 per second, conditioned as `speech_front` says."

@@ -28,7 +28,7 @@ av = _PyAV()
 # %% auto #0
 __all__ = ['av', 'HDR_TRANSFERS', 'BT2020_PRIMARIES', 'PADDING_S', 'VIDEO_SUFFIXES', 'SDR_FILTER', 'open_media', 'MediaInfo',
            'hdr_name', 'probe', 'read_frames', 'AudioTrack', 'audio_tracks', 'choose_audio_track', 'read_audio',
-           'write_wav', 'check_video_output', 'VideoWriter', 'write_video', 'ffmpeg_exe', 'convert_to_sdr',
+           'wav_bytes', 'write_wav', 'check_video_output', 'VideoWriter', 'write_video', 'ffmpeg_exe', 'convert_to_sdr',
            'encode_jpeg', 'decode_jpeg']
 
 # %% ../nbs/01_media.ipynb #95f11c65
@@ -278,11 +278,17 @@ def read_audio(path, sample_rate:int=SAMPLE_RATE, track:int|None=None) -> np.nda
     return audio
 
 # %% ../nbs/01_media.ipynb #072fd19e
+def wav_bytes(audio:np.ndarray, sample_rate:int=SAMPLE_RATE) -> bytes:
+    "A 16-bit PCM mono wav file, in memory, of float audio in [-1, 1]."
+    pcm = (np.clip(np.asarray(audio, np.float32), -1, 1)*32767).round().astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1); w.setsampwidth(2); w.setframerate(sample_rate); w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
 def write_wav(path, audio:np.ndarray, sample_rate:int=SAMPLE_RATE) -> Path:
     "Write mono float audio in [-1, 1] to a 16-bit PCM wav at `path`, atomically."
-    pcm = (np.clip(np.asarray(audio, np.float32), -1, 1)*32767).round().astype("<i2")
-    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1); w.setsampwidth(2); w.setframerate(sample_rate); w.writeframes(pcm.tobytes())
+    with atomic_path(path) as tmp: tmp.write_bytes(wav_bytes(audio, sample_rate))
     return Path(path)
 
 # %% ../nbs/01_media.ipynb #f1a255e6

@@ -13,7 +13,6 @@ import queue
 import tempfile
 import threading
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,20 +22,10 @@ import numpy as np
 from .controls import EMOTIONS, GAZE_FULL_DEG, POSES, Controls
 from .core import CPU_GAUSSIANS, FPS, SAMPLE_RATE, BeingError, avatars_root, get_device
 from .face import ARKIT_BLENDSHAPES, SPEECH_BLENDSHAPES
-from .media import encode_jpeg
+from .media import encode_jpeg, wav_bytes
 
 # %% auto #0
-__all__ = ['EXPRESSION_SLIDERS', 'POSE_RANGE_DEG', 'wav_bytes', 'weight_bars', 'ControlPanel', 'AvatarPreview', 'png_bytes',
-           'TrainingMonitor']
-
-# %% ../nbs/50_widgets.ipynb #015d277a
-def wav_bytes(audio:np.ndarray, sample_rate:int=SAMPLE_RATE) -> bytes:
-    "A 16-bit PCM mono wav file, in memory, of float audio in [-1, 1] (for `ipywidgets.Audio`)."
-    pcm = (np.clip(np.asarray(audio, np.float32), -1, 1)*32767).round().astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1); w.setsampwidth(2); w.setframerate(sample_rate); w.writeframes(pcm.tobytes())
-    return buf.getvalue()
+__all__ = ['EXPRESSION_SLIDERS', 'POSE_RANGE_DEG', 'weight_bars', 'ControlPanel', 'AvatarPreview', 'png_bytes', 'TrainingMonitor']
 
 # %% ../nbs/50_widgets.ipynb #3dfb4dfa
 def weight_bars(weights:np.ndarray|None,           # [52] ARKit weights 0-1, or None (nothing heard yet)
@@ -157,7 +146,8 @@ class AvatarPreview(W.VBox):
         self._thread, self._dirty = None, False      # the render thread; a slider moved while it ran
         self.speak_button.on_click(lambda _: self._guard(self.speak))
         self.stop_button.on_click(lambda _: self.stop())
-        self.picker.observe(lambda change: self._guard(self.load), "value")
+        self._on_pick = lambda change: self._guard(self.load)
+        self.picker.observe(self._on_pick, "value")
         self.controls.on_change(lambda: self._guard(self.refresh))
         text_in = W.VBox([self.text, W.HBox([self.upload, self.speak_button, self.stop_button])])
         super().__init__([W.HBox([self.picker, self.status]), text_in,
@@ -180,8 +170,8 @@ class AvatarPreview(W.VBox):
             encoder = e.encoder if e.encoder.name == prior.config.features else prior_encoder(prior, device=e.device)
         except Exception:
             if self.engine is not None and self.picker.value != self.engine.avatar.name:
-                self.picker.unobserve_all("value"); self.picker.value = self.engine.avatar.name
-                self.picker.observe(lambda change: self._guard(self.load), "value")
+                self.picker.unobserve(self._on_pick, "value"); self.picker.value = self.engine.avatar.name
+                self.picker.observe(self._on_pick, "value")
             raise
         with self._lock: self.engine, self.prior, self.prior_encoder = e, prior, encoder
         self.controls.set_inputs(set(e.model.config.expression_inputs) | (set(SPEECH_BLENDSHAPES) if e.prior is not None else set()))
@@ -227,8 +217,7 @@ class AvatarPreview(W.VBox):
 
     def _run(self, target, *args):
         "The render thread: `target`, then a still frame if a slider moved meanwhile, then nothing."
-        try: target(*args)
-        except Exception as e: self.status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
+        self._guard(lambda: target(*args))
         with self._lock:
             if self._thread is not threading.current_thread(): return
             self._thread = None

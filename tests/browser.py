@@ -1,5 +1,6 @@
 "Headless Chromium driven through the DevTools protocol, for the tests of pages: the browser client and JupyterLab."
 import json, shutil, subprocess, time, urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 import pytest
 from websockets.sync.client import connect
@@ -24,25 +25,27 @@ class Browser:
             time.sleep(0.2)
         self.port, self.ids = int(active.read_text().split()[0]), 0
 
-    def call(self, method, params=None, timeout=10):
+    @contextmanager
+    def session(self, timeout=10):
+        "One DevTools session on the page (node ids live in one): yields `send(method, **params)` -> the reply message."
         pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=timeout))
         url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
-        self.ids += 1
         with connect(url, max_size=None, open_timeout=timeout) as cdp:
-            cdp.send(json.dumps({"id": self.ids, "method": method, "params": params or {}}))
-            while True:
-                m = json.loads(cdp.recv(timeout=timeout))
-                if m.get("id") == self.ids: return m["result"]
+            def send(method, **params):
+                self.ids += 1
+                cdp.send(json.dumps({"id": self.ids, "method": method, "params": params}))
+                while (m := json.loads(cdp.recv(timeout=timeout))).get("id") != self.ids: pass
+                return m
+            yield send
+
+    def call(self, method, params=None, timeout=10):
+        with self.session(timeout) as send: return send(method, **(params or {}))["result"]
 
     def set_files(self, selector, paths):
         "Choose files in the page's file input `selector`, as a person would in the file dialog."
-        url = next(p["webSocketDebuggerUrl"] for p in json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list",
-                                                                                        timeout=10)) if p["type"] == "page")
-        with connect(url, max_size=None, open_timeout=10) as cdp:         # node ids live in one DevTools session
+        with self.session() as send:
             def call(method, **params):
-                self.ids += 1
-                cdp.send(json.dumps({"id": self.ids, "method": method, "params": params}))
-                while (m := json.loads(cdp.recv(timeout=10))).get("id") != self.ids: pass
+                m = send(method, **params)
                 assert "error" not in m, m
                 return m["result"]
             root = call("DOM.getDocument")["root"]["nodeId"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio import SpeechFront, StreamingFeatures, load_audio_encoder, load_vad, push_many
+from ..audio import load_audio_encoder, load_vad, push_many, speech_front
 from ..core import BeingError
 
 # %% auto #0
@@ -69,14 +69,13 @@ class FrontSpec:
         source = getattr(engine.encoder, "source", None)
         if source is None: return None
         return cls(source, str(engine.device), np.asarray(engine.silence, np.float32),
-                   getattr(engine, "speech_level", None), engine.condition)
+                   engine.speech_level, engine.condition)
 
     def maker(self):
         "A function making new fronts (loads the encoder and silero-vad once)."
         encoder = load_audio_encoder(self.encoder, device=self.device)
-        if not self.condition: return lambda: StreamingFeatures(encoder)
-        vad = load_vad()
-        return lambda: SpeechFront(encoder, self.silence, self.speech_level, vad=vad)
+        if self.condition: load_vad()                # now, not at the first session (it is shared by the fronts)
+        return lambda: speech_front(encoder, self.silence, self.speech_level, self.condition)
 
 # %% ../../nbs/33_serve_speech.ipynb #ecc2fa97
 def run_fronts(fronts:dict, make, ops:list) -> list:
